@@ -1,0 +1,115 @@
+/*
+ * config.h - berth's configuration: the settings declared in config_keys.h,
+ * the [databases] and [users] sections, the auth_file, the environment
+ * (BERTH_<KEY>, DATABASE_URL) and validation. A loaded struct config is
+ * immutable; reload builds a new one and swaps the pointer, so a failed
+ * reload changes nothing. No other module parses settings.
+ */
+#ifndef BERTH_CONFIG_H
+#define BERTH_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "compiler.h"
+
+enum config_type { CT_INT = 0, CT_BOOL, CT_TIME, CT_STRING, CT_ENUM, CT_SIZE };
+
+enum config_flags { CF_RELOAD = 1, CF_RESTART = 2, CF_SECRET = 4 };
+
+enum pool_mode { POOL_SESSION = 0, POOL_TRANSACTION };
+enum auth_type { AUTH_SCRAM = 0, AUTH_MD5, AUTH_PLAIN, AUTH_TRUST };
+
+/* One [databases] entry (or the one DATABASE_URL makes). */
+struct db_def {
+	char *name;            /* what clients ask for; "*" = fallback for any name */
+	char **keywords;       /* libpq connection keywords, NULL-terminated, pooler keys removed */
+	char **values;         /* matching values, NULL-terminated */
+	char *dbname;          /* server-side database: dbname=, else the client's name */
+	char *forced_user;     /* user= in the entry: every client logs in upstream as this */
+	char *password;        /* password= in the entry; secret, never shown */
+	int pool_size;         /* -1 = default_pool_size */
+	int min_pool_size;     /* -1 = global */
+	int reserve_pool_size; /* -1 = global */
+	int pool_mode;         /* -1 = global, else enum pool_mode */
+	int max_db_connections; /* -1 = global */
+};
+
+/* One [users] entry. */
+struct user_def {
+	char *name;
+	int pool_mode;            /* -1 = global */
+	int pool_size;            /* -1 = database's */
+	int max_user_connections; /* -1 = global */
+};
+
+/* One credential: auth_file line, or DATABASE_URL's user and password. */
+struct auth_entry {
+	char *user;
+	char *secret; /* plain password, "md5..." hash or "SCRAM-SHA-256$..." verifier */
+};
+
+struct config {
+#define CONFIG_KEY_FIELD_CT_INT int
+#define CONFIG_KEY_FIELD_CT_BOOL bool
+#define CONFIG_KEY_FIELD_CT_TIME int64_t /* microseconds */
+#define CONFIG_KEY_FIELD_CT_STRING char *
+#define CONFIG_KEY_FIELD_CT_ENUM int
+#define CONFIG_KEY_FIELD_CT_SIZE int64_t
+#define CONFIG_KEY(name, type, def, min, max, flags, help) CONFIG_KEY_FIELD_##type name;
+#include "config_keys.h"
+#undef CONFIG_KEY
+	struct db_def *dbs;
+	size_t n_dbs;
+	struct user_def *users;
+	size_t n_users;
+	struct auth_entry *auth;
+	size_t n_auth;
+	char *path; /* file it came from, NULL in zero-file mode */
+};
+
+/* Where and why loading failed: "FILE:LINE: key: message". */
+struct config_error {
+	char text[512];
+};
+
+/*
+ * Build a config from an INI file (path NULL = zero-file mode), then apply
+ * the environment: BERTH_<KEY> for every setting, DATABASE_URL for the
+ * upstream. envp is a NULL-terminated "NAME=value" array (environ).
+ * Returns NULL and fills err on any error; never exits.
+ */
+struct config *config_load(const char *path, char *const *envp, struct config_error *err)
+	BERTH_MUSTCHECK;
+void config_free(struct config *cfg);
+
+/* Database for a client's requested name: exact match, else "*", else NULL. */
+const struct db_def *config_find_db(const struct config *cfg, const char *name);
+const struct user_def *config_find_user(const struct config *cfg, const char *name);
+const struct auth_entry *config_find_auth(const struct config *cfg, const char *user);
+
+/* Settings table access, for SHOW CONFIG, SET and generated docs. */
+size_t config_key_count(void);
+const char *config_key_name(size_t i);
+const char *config_key_default(size_t i);
+const char *config_key_help(size_t i);
+int config_key_flags(size_t i);
+enum config_type config_key_type(size_t i);
+/* Find a key by name (case-insensitive, aliases such as pool_size resolved); -1 if none. */
+int config_key_lookup(const char *name);
+/* Current value as text (CF_SECRET keys shown as "****"). */
+void config_key_format(const struct config *cfg, size_t i, char *buf, size_t len);
+/* Set one key from text, validating type and bounds. */
+bool config_key_set(struct config *cfg, size_t i, const char *value, char *err, size_t errlen)
+	BERTH_MUSTCHECK;
+
+/* Writers for the generated files (doc/config.md, etc/berth.ini.sample). */
+void config_write_doc(FILE *out);
+void config_write_sample(FILE *out);
+
+const char *pool_mode_name(int mode);
+const char *auth_type_name(int type);
+
+#endif

@@ -1,0 +1,83 @@
+/*
+ * config_keys.h - every setting berth has, declared once. The same list
+ * generates struct config, the parser table, SHOW CONFIG, doc/config.md and
+ * etc/berth.ini.sample (berth --config-doc / --config-sample).
+ * Names are PgBouncer's wherever the setting means the same.
+ *
+ * CONFIG_KEY(name, type, default, min, max, flags, help)
+ *   type:  CT_INT, CT_BOOL, CT_TIME (seconds, fractions and units accepted;
+ *          stored as microseconds), CT_STRING, CT_ENUM (allowed values in
+ *          CONFIG_ENUM_VALUES), CT_SIZE (bytes; kB/MB suffixes accepted)
+ *   flags: CF_RELOAD (applies on reload), CF_RESTART (needs a restart),
+ *          CF_SECRET (never shown or logged)
+ */
+CONFIG_KEY(listen_addr, CT_STRING, "127.0.0.1", 0, 0, CF_RESTART,
+	   "Address to listen on for TCP clients; * for all, empty for none.")
+CONFIG_KEY(listen_port, CT_INT, "6432", 1, 65535, CF_RESTART, "TCP port to listen on.")
+CONFIG_KEY(listen, CT_STRING, "", 0, 0, CF_RESTART,
+	   "host:port shorthand for listen_addr and listen_port (BERTH_LISTEN).")
+CONFIG_KEY(unix_socket_dir, CT_STRING, "", 0, 0, CF_RESTART,
+	   "Directory for the unix socket .s.PGSQL.<listen_port>; empty for none.")
+CONFIG_KEY(unix_socket_mode, CT_INT, "511", 0, 511, CF_RESTART,
+	   "Permissions of the unix socket (decimal; 511 = 0777).")
+CONFIG_KEY(pool_mode, CT_ENUM, "transaction", 0, 0, CF_RELOAD,
+	   "When a server connection goes back to the pool: session or transaction.")
+CONFIG_KEY(default_pool_size, CT_INT, "20", 1, 100000, CF_RELOAD,
+	   "Server connections per database/user pair (BERTH_POOL_SIZE).")
+CONFIG_KEY(min_pool_size, CT_INT, "0", 0, 100000, CF_RELOAD,
+	   "Keep at least this many server connections open per pool.")
+CONFIG_KEY(reserve_pool_size, CT_INT, "0", 0, 100000, CF_RELOAD,
+	   "Extra server connections a pool may open when clients wait longer than reserve_pool_timeout.")
+CONFIG_KEY(reserve_pool_timeout, CT_TIME, "5", 0, 0, CF_RELOAD,
+	   "How long a client waits before the reserve pool is used.")
+CONFIG_KEY(max_client_conn, CT_INT, "1000", 1, 1000000, CF_RELOAD,
+	   "Most client connections berth accepts at once.")
+CONFIG_KEY(max_db_connections, CT_INT, "0", 0, 1000000, CF_RELOAD,
+	   "Most server connections per database, all users together; 0 = no limit.")
+CONFIG_KEY(max_user_connections, CT_INT, "0", 0, 1000000, CF_RELOAD,
+	   "Most server connections per user, all databases together; 0 = no limit.")
+CONFIG_KEY(auth_type, CT_ENUM, "scram-sha-256", 0, 0, CF_RELOAD,
+	   "How clients authenticate: scram-sha-256, md5, plain, trust.")
+CONFIG_KEY(auth_file, CT_STRING, "", 0, 0, CF_RELOAD,
+	   "userlist.txt-style file: \"user\" \"password, md5 hash or SCRAM verifier\" per line.")
+CONFIG_KEY(admin_users, CT_STRING, "", 0, 0, CF_RELOAD,
+	   "Comma list of users allowed to run admin console commands.")
+CONFIG_KEY(stats_users, CT_STRING, "", 0, 0, CF_RELOAD,
+	   "Comma list of users allowed read-only SHOW commands on the console.")
+CONFIG_KEY(server_reset_query, CT_STRING, "DISCARD ALL", 0, 0, CF_RELOAD,
+	   "Run on a server connection when a session-mode client leaves it.")
+CONFIG_KEY(server_reset_query_always, CT_BOOL, "0", 0, 1, CF_RELOAD,
+	   "Run server_reset_query in transaction mode too.")
+CONFIG_KEY(server_idle_timeout, CT_TIME, "600", 0, 0, CF_RELOAD,
+	   "Close server connections idle longer than this; 0 = never.")
+CONFIG_KEY(server_lifetime, CT_TIME, "3600", 0, 0, CF_RELOAD,
+	   "Close server connections older than this when they are next idle; 0 = never.")
+CONFIG_KEY(server_connect_timeout, CT_TIME, "15", 0, 0, CF_RELOAD,
+	   "Give up on a server connection attempt after this long.")
+CONFIG_KEY(server_login_retry, CT_TIME, "15", 0, 0, CF_RELOAD,
+	   "Longest wait between connection attempts after a failed server login (backoff starts at 0.25 s).")
+CONFIG_KEY(query_wait_timeout, CT_TIME, "120", 0, 0, CF_RELOAD,
+	   "Longest a client waits for a server connection; 0 = forever.")
+CONFIG_KEY(client_login_timeout, CT_TIME, "60", 0, 0, CF_RELOAD,
+	   "Close clients that have not finished logging in after this long; 0 = never.")
+CONFIG_KEY(client_idle_timeout, CT_TIME, "0", 0, 0, CF_RELOAD,
+	   "Close clients idle longer than this; 0 = never.")
+CONFIG_KEY(idle_transaction_timeout, CT_TIME, "0", 0, 0, CF_RELOAD,
+	   "Close clients idle inside a transaction longer than this; 0 = never.")
+CONFIG_KEY(query_timeout, CT_TIME, "0", 0, 0, CF_RELOAD,
+	   "Cancel-and-close queries running longer than this; 0 = never.")
+CONFIG_KEY(ignore_startup_parameters, CT_STRING, "", 0, 0, CF_RELOAD,
+	   "Comma list of startup parameters accepted from clients and not applied.")
+CONFIG_KEY(track_extra_parameters, CT_STRING, "IntervalStyle", 0, 0, CF_RELOAD,
+	   "Comma list of server-reported parameters tracked per client besides the built-in ones.")
+CONFIG_KEY(pkt_buf, CT_SIZE, "16384", 4096, 1048576, CF_RESTART,
+	   "Size of the I/O buffer a busy connection borrows.")
+CONFIG_KEY(max_packet_size, CT_SIZE, "2147483647", 9, 2147483647, CF_RELOAD,
+	   "Largest protocol message accepted from clients or servers.")
+CONFIG_KEY(log_level, CT_STRING, "error,warn", 0, 0, CF_RELOAD,
+	   "Comma list of what to log: error, warn, info, query, debug.")
+CONFIG_KEY(log_connections, CT_BOOL, "0", 0, 1, CF_RELOAD,
+	   "Log each client login and logout (at info level).")
+CONFIG_KEY(tcp_keepalive, CT_BOOL, "1", 0, 1, CF_RELOAD, "Turn on TCP keepalive on client sockets.")
+CONFIG_KEY(listen_backlog, CT_INT, "1024", 1, 65535, CF_RESTART,
+	   "Backlog passed to listen().")

@@ -1,0 +1,80 @@
+/*
+ * scram.h - SCRAM-SHA-256 (RFC 5802, RFC 7677) as PostgreSQL speaks it, on the
+ * server side: berth authenticates clients itself. Pure computation on caller
+ * memory (OpenSSL for HMAC/SHA-256/PBKDF2); no sockets, no events, no globals.
+ * Reference: PostgreSQL manual, "SASL Authentication" -> "SCRAM-SHA-256".
+ */
+#ifndef BERTH_SCRAM_H
+#define BERTH_SCRAM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "compiler.h"
+
+#define SCRAM_KEY_LEN 32
+#define SCRAM_MAX_SALT 64
+#define SCRAM_NONCE_RAW 18    /* random bytes in berth's half of the nonce */
+#define SCRAM_DEFAULT_ITERATIONS 4096
+#define SCRAM_MECHANISM "SCRAM-SHA-256"
+
+/* What the server must know about a user: a PostgreSQL SCRAM verifier. */
+struct scram_secret {
+	int iterations;
+	uint8_t salt[SCRAM_MAX_SALT];
+	size_t salt_len;
+	uint8_t stored_key[SCRAM_KEY_LEN];
+	uint8_t server_key[SCRAM_KEY_LEN];
+};
+
+/*
+ * Derive a secret from a plain password (SASLprep'd as PostgreSQL does: if
+ * the password is not valid UTF-8 or prep fails, the raw bytes are used).
+ * Expensive (PBKDF2): callers cache the result per user.
+ */
+bool scram_secret_from_password(const char *password, const uint8_t *salt, size_t salt_len,
+				int iterations, struct scram_secret *out) BERTH_MUSTCHECK;
+
+/* Parse "SCRAM-SHA-256$<iter>:<b64 salt>$<b64 StoredKey>:<b64 ServerKey>". */
+bool scram_secret_parse(const char *verifier, struct scram_secret *out) BERTH_MUSTCHECK;
+
+/* True if s looks like a SCRAM verifier (starts with "SCRAM-SHA-256$"). */
+bool scram_is_verifier(const char *s);
+
+enum scram_result {
+	SCRAM_CONTINUE = 0, /* send the out message, expect the next client message */
+	SCRAM_DONE,         /* proof verified: send out as AuthenticationSASLFinal */
+	SCRAM_BAD_PROOF,    /* wrong password: 28P01 */
+	SCRAM_MALFORMED,    /* protocol violation: 08P01 */
+};
+
+/* One authentication exchange; lives in the client while it logs in. */
+struct scram_state {
+	char client_first_bare[256]; /* kept for the AuthMessage */
+	char server_first[256];      /* ditto */
+	char nonce[128];             /* client nonce + server nonce */
+	char gs2_header_b64[16];     /* "biws" for "n,,", what c= must echo */
+	int step;                    /* 0 = expecting client-first, 1 = client-final */
+};
+
+/*
+ * client-first-message (the SASLInitialResponse data) -> server-first-message.
+ * out receives a NUL-terminated message of outlen bytes. server_nonce_raw is
+ * SCRAM_NONCE_RAW random bytes chosen by the caller (tests pass fixed ones).
+ */
+enum scram_result scram_server_first(struct scram_state *st, const struct scram_secret *sec,
+				     const char *msg, size_t len,
+				     const uint8_t server_nonce_raw[SCRAM_NONCE_RAW], char *out,
+				     size_t outcap, size_t *outlen) BERTH_MUSTCHECK;
+
+/* client-final-message -> server-final-message ("v=..."), verifying the proof. */
+enum scram_result scram_server_final(struct scram_state *st, const struct scram_secret *sec,
+				     const char *msg, size_t len, char *out, size_t outcap,
+				     size_t *outlen) BERTH_MUSTCHECK;
+
+/* Base64 (standard alphabet, with padding). Return bytes written, -1 on overflow/bad input. */
+int b64_encode(const uint8_t *src, size_t len, char *dst, size_t dstcap);
+int b64_decode(const char *src, size_t len, uint8_t *dst, size_t dstcap);
+
+#endif

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# setup.sh - the two README commands, on a fresh Debian 12 machine, as root:
+#   ./setup.sh run     install what is missing, build, run berth (embedded
+#                      PostgreSQL when DATABASE_URL is unset)
+#   ./setup.sh check   install what is missing, build, run every test
+# Installs only from Debian's packages and the npm registry.
+set -euo pipefail
+cd "$(dirname "$0")"
+mode=${1:-run}
+
+DEB_PKGS="build-essential autoconf automake libtool pkg-config libevent-dev libpq-dev libssl-dev
+ libcmocka-dev postgresql-15 postgresql-client-15 postgresql-contrib python3 python3-psycopg
+ python3-pytest pgbouncer passwd util-linux nodejs npm"
+
+install_packages() {
+	local missing=()
+	for p in $DEB_PKGS; do
+		# nodejs/npm may come from elsewhere on a prepared machine: a working node is enough.
+		if [ "$p" = nodejs ] || [ "$p" = npm ]; then
+			command -v "${p/nodejs/node}" >/dev/null 2>&1 && continue
+		fi
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+	done
+	if [ ${#missing[@]} -gt 0 ]; then
+		echo "setup: installing ${missing[*]}"
+		apt-get update -qq
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+	fi
+	if [ -f tests/node/package.json ] && [ ! -d tests/node/node_modules ]; then
+		echo "setup: installing npm packages for tests/node"
+		(cd tests/node && npm ci --no-audit --no-fund --loglevel=error)
+	fi
+}
+
+build() {
+	if [ ! -f configure ] || [ configure.ac -nt configure ] || [ Makefile.am -nt configure ]; then
+		autoreconf -fi >/dev/null
+	fi
+	if [ ! -f Makefile ] || [ configure -nt Makefile ]; then
+		./configure --quiet
+	fi
+	make -j"$(nproc)" >/dev/null
+}
+
+install_packages
+build
+case "$mode" in
+run) exec ./scripts/berth-up ;;
+check) exec make -j"$(nproc)" check ;;
+*) echo "usage: $0 run|check" >&2; exit 2 ;;
+esac
