@@ -1,0 +1,88 @@
+/*
+ * client.h - a client connection's state machine: startup packet, TLS
+ * refusal, authentication, then idle/waiting/active around server links.
+ * Chooses no servers (pool.c does) and writes to servers only by relaying.
+ */
+#ifndef BERTH_CLIENT_H
+#define BERTH_CLIENT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "list.h"
+#include "params.h"
+#include "sbuf.h"
+#include "scram.h"
+
+struct pool;
+struct server;
+struct worker;
+
+enum client_state {
+	CL_FREE = 0,   /* transient: allocated, not started */
+	CL_STARTUP,    /* reading SSLRequest / StartupMessage (worker login list) */
+	CL_AUTH,       /* password or SASL exchange (worker login list) */
+	CL_LOGIN_WAIT, /* authenticated, waiting for the pool's first server to learn parameters */
+	CL_IDLE,       /* logged in, no server (pool active list) */
+	CL_WAITING,    /* has a request, queued for a server (pool waiting list, FIFO) */
+	CL_ACTIVE,     /* linked to a server (pool active list) */
+	CL_CLOSED,     /* transient: on the worker closing list, freed after this loop pass */
+};
+
+enum auth_step {
+	AUTH_STEP_NONE = 0,
+	AUTH_STEP_PASSWORD, /* sent AuthenticationCleartextPassword */
+	AUTH_STEP_MD5,      /* sent AuthenticationMD5Password */
+	AUTH_STEP_SASL,     /* sent AuthenticationSASL, expecting SASLInitialResponse */
+	AUTH_STEP_SASL_CONT /* sent SASLContinue, expecting SASLResponse */
+};
+
+struct client {
+	struct list node;          /* on the list its state implies */
+	struct list all_node;      /* worker's every-client list, for cancel lookup */
+	enum client_state state;
+	struct sbuf sb;
+	struct worker *w;
+	struct pool *pool;         /* set once the startup packet named database and user */
+	struct server *server;     /* linked server, CL_ACTIVE only */
+	struct sockaddr_storage addr;
+	uint64_t id;               /* for logs */
+	uint32_t cancel_pid;       /* BackendKeyData berth gave this client */
+	uint32_t cancel_key;
+	int64_t connect_time_us;
+	int64_t state_since_us;    /* when the current state began: timeouts */
+	char user[64];
+	char database[64];
+	struct param_list vars;    /* GUC values this client expects on its server */
+	enum auth_step auth_step;
+	uint8_t md5_salt[4];
+	bool auth_mock;            /* unknown user: finish the exchange, then refuse */
+	bool over_limit;           /* accepted past max_client_conn: refuse after startup */
+	bool sent_neg_version;
+	struct scram_state *scram; /* during SCRAM only */
+	struct scram_secret *scram_secret_ref; /* borrowed from the auth cache during login */
+	uint32_t expected_rfq;     /* ReadyForQuery replies owed for requests sent */
+	bool unsynced;             /* sent extended-protocol messages without a Sync yet */
+};
+
+/* Take an accepted, non-blocking socket. Refuses (after startup) past max_client_conn. */
+void client_accept(struct worker *w, int fd, const struct sockaddr *addr, socklen_t addrlen);
+/* Give the client the server it waited for; resumes its pending request. */
+void client_link_server(struct client *c, struct server *s);
+/* The pool learned server parameters: finish this client's login. */
+void client_finish_login(struct client *c);
+/* Fail with an ErrorResponse and close (never frees now: deferred). */
+void client_fail(struct client *c, const char *sqlstate, const char *fmt, ...) BERTH_PRINTF(3, 4);
+/* Close without a message. */
+void client_close(struct client *c, const char *reason);
+/* The linked server went away (server.c has already unlinked). */
+void client_server_lost(struct client *c, const char *why);
+/* A ReadyForQuery arrived from the server for this client (tx accounting). */
+const char *client_state_name(enum client_state st);
+void client_set_state(struct client *c, enum client_state st);
+void client_free(struct client *c);
+/* Janitor: enforce login, wait and idle timeouts. */
+void client_check_timeouts(struct client *c, int64_t now_us);
+
+#endif

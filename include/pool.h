@@ -1,0 +1,74 @@
+/*
+ * pool.h - pools per (database, user): lists that are the states of their
+ * clients and servers, the FIFO of waiting clients, limits, and the
+ * backoff after failed logins. Does no I/O itself.
+ */
+#ifndef BERTH_POOL_H
+#define BERTH_POOL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "list.h"
+#include "params.h"
+
+struct client;
+struct db_def;
+struct server;
+struct worker;
+
+/* One [databases] entry as the worker sees it; counts servers for max_db_connections. */
+struct database {
+	struct list node;     /* worker->databases */
+	char name[64];        /* client-visible name */
+	const struct db_def *def;
+	int n_servers;        /* every server of every pool of this database */
+};
+
+struct pool {
+	struct list node;           /* worker->pools */
+	struct worker *w;
+	struct database *db;
+	char user[64];              /* client user name */
+	char server_user[64];       /* user logged in upstream (forced user or client user) */
+	char *server_password;      /* secret: never logged */
+	int pool_mode;              /* enum pool_mode */
+	int pool_size;
+	int min_pool_size;
+	int reserve_pool_size;
+	int max_db_connections;   /* 0 = no limit */
+	int max_user_connections; /* 0 = no limit */
+	struct list cl_login;       /* CL_LOGIN_WAIT */
+	struct list cl_active;      /* CL_IDLE and CL_ACTIVE */
+	struct list cl_waiting;     /* CL_WAITING, FIFO */
+	struct list sv_connecting;  /* SV_CONNECTING */
+	struct list sv_idle;        /* SV_IDLE, most recently used last */
+	struct list sv_active;      /* SV_ACTIVE */
+	struct list sv_resetting;   /* SV_RESETTING */
+	int n_servers;              /* servers in any state */
+	struct param_list defaults; /* what a fresh server reports: clients see these at login */
+	bool have_defaults;
+	int64_t next_connect_us;    /* backoff: no new connection before this */
+	int64_t backoff_us;         /* current backoff, 0 after a success */
+	char last_error[256];       /* last login failure, for clients */
+	int64_t last_error_us;
+	uint64_t xact_count;        /* transactions finished */
+	uint64_t query_count;
+};
+
+/* Find or create the pool; NULL on out of memory. */
+struct pool *pool_get(struct worker *w, const struct db_def *def, const char *dbname,
+		      const char *user);
+/* The client needs a server: link one now (true) or queue it (false). */
+bool pool_request_server(struct pool *pool, struct client *c);
+/* A server became idle (or was added): serve the first waiting client. */
+void pool_server_ready(struct pool *pool, struct server *s);
+/* A server is gone: maybe start another for waiting clients. */
+void pool_server_closed(struct pool *pool);
+/* A login failed: remember, back off, fail waiting clients if no server can serve them. */
+void pool_login_failed(struct pool *pool, const char *why);
+/* Make sure enough connections are being opened for waiting clients. */
+void pool_maintain(struct pool *pool, int64_t now_us);
+void pool_free_all(struct worker *w);
+
+#endif

@@ -1,0 +1,74 @@
+/*
+ * runtime.h - struct runtime (process-wide, read-mostly) and struct worker
+ * (everything one event loop touches). No other mutable state exists: a
+ * worker never touches another worker's objects, so more loops can come.
+ */
+#ifndef BERTH_RUNTIME_H
+#define BERTH_RUNTIME_H
+
+#include <event2/dns.h>
+#include <event2/event.h>
+#include <event2/event_struct.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "auth.h"
+#include "list.h"
+
+struct config;
+struct iobuf;
+struct listener;
+
+struct worker_stats {
+	uint64_t clients_accepted;
+	uint64_t clients_refused;  /* max_client_conn */
+	uint64_t logins_failed;
+	uint64_t server_connects;
+	uint64_t server_connect_failures;
+	uint64_t cancels_forwarded;
+	uint64_t big_messages;     /* slow path: message larger than pkt_buf inspected */
+};
+
+struct worker {
+	struct runtime *rt;
+	struct event_base *base;
+	struct evdns_base *dns;
+	size_t pkt_buf;             /* iobuf payload size, fixed at start */
+	struct iobuf *free_iobufs;  /* freelist */
+	size_t n_free_iobufs;
+	size_t n_iobufs;            /* all iobufs allocated */
+	struct list pools;          /* struct pool, by (database, user) */
+	struct list databases;      /* struct database */
+	struct list login_clients;  /* clients in startup/auth, for client_login_timeout */
+	struct list closing_clients; /* CL_CLOSED: freed after this loop iteration */
+	struct list closing_servers; /* SV_CLOSED: ditto */
+	struct list all_clients;    /* every client, for cancel lookup */
+	struct auth_cache auth;     /* derived secrets per user */
+	uint64_t next_id;           /* ids for log lines */
+	struct event ev_reap;       /* activated to free the closing list */
+	struct event ev_janitor;    /* periodic timeouts */
+	size_t n_clients;           /* every client connection, any state */
+	uint32_t cancel_threads;    /* cancel helper threads running */
+	struct worker_stats stats;
+};
+
+struct runtime {
+	struct config *cfg;    /* current config; swapped whole on reload */
+	struct worker *worker; /* one loop for now */
+	char *config_path;     /* NULL in zero-file mode */
+	bool shutting_down;
+};
+
+/* Microseconds from a monotonic clock, cached per loop iteration by libevent. */
+int64_t worker_now_us(struct worker *w);
+
+/* Make sure the closing lists are emptied after the current callback returns. */
+void worker_schedule_reap(struct worker *w);
+/* Set up a worker's loop, lists and timers; false on failure. */
+bool worker_init(struct worker *w, struct runtime *rt);
+/* Close every connection and free what the worker owns. */
+void worker_shutdown(struct worker *w);
+/* The config in force. */
+const struct config *worker_config(const struct worker *w);
+
+#endif

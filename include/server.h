@@ -1,0 +1,64 @@
+/*
+ * server.h - a server connection's state machine: connecting (libpq, in
+ * upstream.c), idle in its pool, active for a client, resetting, closing.
+ * Writes to clients only by relaying server bytes.
+ */
+#ifndef BERTH_SERVER_H
+#define BERTH_SERVER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "list.h"
+#include "params.h"
+#include "sbuf.h"
+
+struct client;
+struct pool;
+struct upstream_conn;
+
+enum server_state {
+	SV_FREE = 0,   /* transient: allocated */
+	SV_CONNECTING, /* DNS + libpq login in progress (pool connecting list) */
+	SV_IDLE,       /* logged in, clean, unlinked (pool idle list) */
+	SV_ACTIVE,     /* linked to a client (pool active list) */
+	SV_RESETTING,  /* running server_reset_query with no client (pool resetting list) */
+	SV_CLOSED,     /* transient: on the worker closing list */
+};
+
+struct server {
+	struct list node;             /* on the list its state implies */
+	enum server_state state;
+	struct sbuf sb;
+	struct pool *pool;
+	struct client *client;        /* SV_ACTIVE only */
+	struct upstream_conn *up;     /* libpq connection: owns the socket and any TLS */
+	uint64_t id;
+	uint32_t backend_pid;
+	int64_t connect_time_us;
+	int64_t state_since_us;
+	struct param_list vars;       /* values on this server session */
+	uint32_t drop_rfq;            /* replies to berth's own queries still to swallow */
+	char txn_status;              /* last ReadyForQuery status: 'I', 'T', 'E' */
+	bool release_after_flush;     /* transaction ended: back to the pool once sent */
+	bool drop_failed;             /* berth's own query failed */
+	bool in_copy;                 /* CopyIn/CopyOut/CopyBoth in progress */
+};
+
+/* Start a new server connection for pool (state SV_CONNECTING). */
+struct server *server_connect(struct pool *pool);
+/* upstream.c calls these when libpq's login finishes. */
+void server_login_done(struct server *s, int fd, void *ssl, const struct param_list *reported);
+void server_login_failed(struct server *s, const char *why);
+/* Link to a client, queuing a parameter sync if needed. */
+bool server_link_client(struct server *s, struct client *c) BERTH_MUSTCHECK;
+/* The client left: reset, return to pool, or close as its state demands. */
+void server_client_gone(struct server *s);
+void server_close(struct server *s, const char *reason);
+void server_set_state(struct server *s, enum server_state st);
+const char *server_state_name(enum server_state st);
+void server_free(struct server *s);
+/* Janitor: idle timeout, lifetime. */
+void server_check_timeouts(struct server *s, int64_t now_us);
+
+#endif

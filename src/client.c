@@ -1,0 +1,738 @@
+/*
+ * client.c - the client connection state machine: startup packet (SSL and
+ * GSSENC refused with 'N', CancelRequest, NegotiateProtocolVersion),
+ * authentication per auth_type, login replies, then requests relayed to a
+ * server the pool lends. Only the header of relayed messages is read.
+ * Chooses no servers: pool.c does. Reference: PostgreSQL manual,
+ * "Message Flow" -> "Start-up", "Canceling Requests in Progress".
+ */
+#include "client.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "auth.h"
+#include "codec.h"
+#include "config.h"
+#include "errors.h"
+#include "log.h"
+#include "pool.h"
+#include "runtime.h"
+#include "server.h"
+#include "upstream.h"
+
+#define AUTH_OK 0
+#define AUTH_CLEARTEXT 3
+#define AUTH_MD5 5
+#define AUTH_SASL 10
+#define AUTH_SASL_CONTINUE 11
+#define AUTH_SASL_FINAL 12
+
+static enum sbuf_action client_on_message(struct sbuf *sb, const struct pkt_hdr *hdr,
+					  const uint8_t *data, size_t avail);
+static void client_on_error(struct sbuf *sb, const char *reason);
+
+static const struct sbuf_ops client_sbuf_ops = {
+	.on_message = client_on_message,
+	.on_error = client_on_error,
+	.on_flushed = NULL,
+};
+
+const char *client_state_name(enum client_state st)
+{
+	switch (st) {
+	case CL_FREE:
+		return "free";
+	case CL_STARTUP:
+		return "startup";
+	case CL_AUTH:
+		return "auth";
+	case CL_LOGIN_WAIT:
+		return "login_wait";
+	case CL_IDLE:
+		return "idle";
+	case CL_WAITING:
+		return "waiting";
+	case CL_ACTIVE:
+		return "active";
+	case CL_CLOSED:
+		return "closed";
+	}
+	return "?";
+}
+
+void client_set_state(struct client *c, enum client_state st)
+{
+	struct worker *w = c->w;
+	struct pool *p = c->pool;
+	log_debug("C-%llu: %s -> %s", (unsigned long long)c->id, client_state_name(c->state),
+		  client_state_name(st));
+	list_del(&c->node);
+	switch (st) {
+	case CL_FREE:
+		break;
+	case CL_STARTUP:
+	case CL_AUTH:
+		list_append(&w->login_clients, &c->node);
+		break;
+	case CL_LOGIN_WAIT:
+		BERTH_ASSERT(p);
+		list_append(&p->cl_login, &c->node);
+		break;
+	case CL_IDLE:
+	case CL_ACTIVE:
+		BERTH_ASSERT(p);
+		list_append(&p->cl_active, &c->node);
+		break;
+	case CL_WAITING:
+		BERTH_ASSERT(p);
+		list_append(&p->cl_waiting, &c->node);
+		break;
+	case CL_CLOSED:
+		list_append(&w->closing_clients, &c->node);
+		worker_schedule_reap(w);
+		break;
+	}
+	BERTH_ASSERT((st == CL_ACTIVE) == (c->server != NULL) || st == CL_CLOSED);
+	c->state = st;
+	c->state_since_us = worker_now_us(w);
+}
+
+/* ---- output helpers ------------------------------------------------------ */
+
+static bool client_send(struct client *c, const struct pkt_writer *wr)
+{
+	if (!writer_ok(wr) || !sbuf_queue(&c->sb, wr->buf, wr->len))
+		return false;
+	sbuf_flush(&c->sb);
+	return true;
+}
+
+static void client_send_error_va(struct client *c, const char *severity, const char *sqlstate,
+				 const char *fmt, va_list ap)
+{
+	char msg[512];
+	uint8_t buf[700];
+	struct pkt_writer wr;
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	writer_init(&wr, buf, sizeof(buf));
+	codec_write_error(&wr, 'E', severity, sqlstate, msg);
+	if (!client_send(c, &wr))
+		log_warn("C-%llu: could not queue error message", (unsigned long long)c->id);
+}
+
+void client_close(struct client *c, const char *reason)
+{
+	if (c->state == CL_CLOSED)
+		return;
+	if (c->state > CL_AUTH && log_enabled(LOGB_INFO) && worker_config(c->w)->log_connections)
+		log_info("C-%llu: %s/%s closing: %s", (unsigned long long)c->id, c->database, c->user,
+			 reason);
+	else
+		log_debug("C-%llu: closing: %s", (unsigned long long)c->id, reason);
+	struct server *s = c->server;
+	if (s) {
+		c->server = NULL;
+		sbuf_link(&c->sb, NULL);
+		server_client_gone(s);
+	}
+	/* Best effort: push out a queued final message (error) before closing. */
+	if (c->sb.fd >= 0 && c->sb.out.len > c->sb.out.sent) {
+		bool dummy;
+		(void)dummy;
+		sbuf_flush(&c->sb);
+	}
+	sbuf_close(&c->sb, false);
+	if (c->scram) {
+		explicit_bzero(c->scram, sizeof(*c->scram));
+		free(c->scram);
+		c->scram = NULL;
+	}
+	client_set_state(c, CL_CLOSED);
+}
+
+void client_fail(struct client *c, const char *sqlstate, const char *fmt, ...)
+{
+	if (c->state == CL_CLOSED)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	client_send_error_va(c, "FATAL", sqlstate, fmt, ap);
+	va_end(ap);
+	client_close(c, sqlstate);
+}
+
+void client_free(struct client *c)
+{
+	list_del(&c->node);
+	list_del(&c->all_node);
+	params_clear(&c->vars);
+	c->w->n_clients--;
+	free(c);
+}
+
+static void client_on_error(struct sbuf *sb, const char *reason)
+{
+	struct client *c = sb->owner;
+	if (strncmp(reason, "invalid", 7) == 0 || strncmp(reason, "message too large", 17) == 0) {
+		client_fail(c, ERR_PROTOCOL_VIOLATION, "%s", reason);
+		return;
+	}
+	client_close(c, reason);
+}
+
+/* ---- accept ---------------------------------------------------------------- */
+
+void client_accept(struct worker *w, int fd, const struct sockaddr *addr, socklen_t addrlen)
+{
+	const struct config *cfg = worker_config(w);
+	struct client *c = calloc(1, sizeof(*c));
+	if (!c) {
+		close(fd);
+		return;
+	}
+	c->w = w;
+	c->id = ++w->next_id;
+	list_init(&c->node);
+	list_append(&w->all_clients, &c->all_node);
+	if (addrlen <= sizeof(c->addr))
+		memcpy(&c->addr, addr, addrlen);
+	if (addr->sa_family == AF_INET || addr->sa_family == AF_INET6) {
+		int one = 1;
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		if (cfg->tcp_keepalive)
+			setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+	}
+	w->n_clients++;
+	w->stats.clients_accepted++;
+	c->over_limit = w->n_clients > (size_t)cfg->max_client_conn;
+	c->connect_time_us = worker_now_us(w);
+	sbuf_init(&c->sb, w, fd, &client_sbuf_ops, c);
+	c->sb.startup = true;
+	c->sb.max_msg = (size_t)cfg->max_packet_size;
+	client_set_state(c, CL_STARTUP);
+	sbuf_start(&c->sb);
+}
+
+/* ---- startup ---------------------------------------------------------------- */
+
+static bool client_add_var(void *arg, const char *name, const char *value)
+{
+	struct client *c = arg;
+	const struct config *cfg = worker_config(c->w);
+	/* ignore_startup_parameters: accepted, not applied. */
+	const char *list = cfg->ignore_startup_parameters ? cfg->ignore_startup_parameters : "";
+	size_t n = strlen(name);
+	for (const char *p = list; *p;) {
+		while (*p == ',' || *p == ' ')
+			p++;
+		size_t m = strcspn(p, ", ");
+		if (m == n && strncasecmp(p, name, n) == 0)
+			return true;
+		p += m;
+	}
+	return params_set(&c->vars, name, value, false);
+}
+
+static void client_start_auth(struct client *c);
+
+static enum sbuf_action client_handle_cancel(struct client *c, const uint8_t *data)
+{
+	uint32_t pid = be32_read(data + 8), key = be32_read(data + 12);
+	struct list *pos, *tmp;
+	list_for_each_safe(pos, tmp, &c->w->all_clients)
+	{
+		struct client *t = list_entry(pos, struct client, all_node);
+		if (t == c || t->cancel_pid != pid || t->cancel_key != key || t->state == CL_CLOSED)
+			continue;
+		/* Only a client on a server has something to cancel. */
+		if (t->server && t->server->up) {
+			if (upstream_cancel(t->server->up))
+				c->w->stats.cancels_forwarded++;
+			else
+				log_warn("C-%llu: cancel request dropped: too many in flight",
+					 (unsigned long long)t->id);
+		}
+		break;
+	}
+	client_close(c, "cancel request handled");
+	return SB_CLOSED;
+}
+
+static enum sbuf_action client_handle_startup(struct client *c, const struct pkt_hdr *hdr,
+					      const uint8_t *data, size_t avail)
+{
+	if (avail < hdr->total_len)
+		return SB_NEED_FULL;
+	uint32_t code = be32_read(data + 4);
+
+	if (hdr->total_len == 8 && (code == PROTO_SSL_CODE || code == PROTO_GSSENC_CODE)) {
+		/* No TLS or GSS encryption yet: 'N' and the client goes on in plain text. */
+		if (!sbuf_queue(&c->sb, "N", 1)) {
+			client_close(c, "out of memory");
+			return SB_CLOSED;
+		}
+		sbuf_flush(&c->sb);
+		return SB_SKIP;
+	}
+	if (hdr->total_len == 16 && code == PROTO_CANCEL_CODE)
+		return client_handle_cancel(c, data);
+	if (PROTO_MAJOR(code) != 3) {
+		client_fail(c, ERR_FEATURE_NOT_SUPPORTED,
+			    "unsupported frontend protocol %u.%u: server supports 3.0 to 3.0",
+			    PROTO_MAJOR(code), PROTO_MINOR(code));
+		return SB_CLOSED;
+	}
+
+	struct pkt_reader r;
+	reader_init(&r, data + 8, hdr->total_len - 8);
+	const char *unknown_opts[32];
+	size_t n_unknown = 0;
+	const char *options = NULL;
+	char err[256];
+	for (;;) {
+		const char *name = reader_cstr(&r);
+		if (!name)
+			break;
+		if (!*name)
+			break;
+		const char *value = reader_cstr(&r);
+		if (!value)
+			break;
+		if (strcmp(name, "user") == 0) {
+			snprintf(c->user, sizeof(c->user), "%s", value);
+		} else if (strcmp(name, "database") == 0) {
+			snprintf(c->database, sizeof(c->database), "%s", value);
+		} else if (strcmp(name, "options") == 0) {
+			options = value;
+		} else if (strcmp(name, "replication") == 0) {
+			if (strcasecmp(value, "false") != 0 && strcasecmp(value, "off") != 0 &&
+			    strcmp(value, "0") != 0 && strcasecmp(value, "no") != 0) {
+				client_fail(c, ERR_FEATURE_NOT_SUPPORTED,
+					    "replication connections are not supported by berth");
+				return SB_CLOSED;
+			}
+		} else if (strncmp(name, "_pq_.", 5) == 0) {
+			if (n_unknown < ARRAY_SIZE(unknown_opts))
+				unknown_opts[n_unknown++] = name;
+		} else if (!client_add_var(c, name, value)) {
+			client_close(c, "out of memory");
+			return SB_CLOSED;
+		}
+	}
+	if (r.failed) {
+		client_fail(c, ERR_PROTOCOL_VIOLATION, "invalid startup packet layout");
+		return SB_CLOSED;
+	}
+	if (!c->user[0]) {
+		client_fail(c, ERR_INVALID_AUTH_SPEC, "no PostgreSQL user name specified in startup packet");
+		return SB_CLOSED;
+	}
+	if (!c->database[0])
+		snprintf(c->database, sizeof(c->database), "%s", c->user);
+	if (options && !params_parse_options(options, client_add_var, c, err, sizeof(err))) {
+		client_fail(c, ERR_FEATURE_NOT_SUPPORTED, "%s", err);
+		return SB_CLOSED;
+	}
+	if (c->over_limit) {
+		c->w->stats.clients_refused++;
+		client_fail(c, ERR_TOO_MANY_CONNECTIONS, "no more connections allowed (max_client_conn)");
+		return SB_CLOSED;
+	}
+	/* "Protocol versions": tell a newer client what we speak, before authentication. */
+	if (PROTO_MINOR(code) > 0 || n_unknown > 0) {
+		uint8_t buf[2048];
+		struct pkt_writer wr;
+		writer_init(&wr, buf, sizeof(buf));
+		codec_write_negotiate_version(&wr, PROTO_V3, unknown_opts, n_unknown);
+		if (!client_send(c, &wr)) {
+			client_close(c, "out of memory");
+			return SB_CLOSED;
+		}
+	}
+	c->sb.startup = false;
+	client_set_state(c, CL_AUTH);
+	client_start_auth(c);
+	return c->state == CL_CLOSED ? SB_CLOSED : SB_SKIP;
+}
+
+/* ---- authentication ------------------------------------------------------ */
+
+static void client_auth_request(struct client *c, uint32_t code, const void *extra, size_t n)
+{
+	uint8_t buf[128];
+	struct pkt_writer wr;
+	writer_init(&wr, buf, sizeof(buf));
+	codec_write_auth_request(&wr, code, extra, n);
+	if (!client_send(c, &wr))
+		client_close(c, "out of memory");
+}
+
+static void client_login_ok(struct client *c);
+
+static void client_auth_failed(struct client *c)
+{
+	c->w->stats.logins_failed++;
+	client_fail(c, ERR_INVALID_PASSWORD, "password authentication failed for user \"%s\"", c->user);
+}
+
+static void client_start_auth(struct client *c)
+{
+	const struct config *cfg = worker_config(c->w);
+	const struct auth_cred *cred = auth_lookup(&c->w->auth, cfg, c->user);
+
+	switch (cfg->auth_type) {
+	case AUTH_TRUST:
+		if (!cred) {
+			client_fail(c, ERR_INVALID_AUTH_SPEC, "role \"%s\" does not exist", c->user);
+			return;
+		}
+		client_login_ok(c);
+		return;
+	case AUTH_PLAIN:
+		c->auth_mock = !cred;
+		c->auth_step = AUTH_STEP_PASSWORD;
+		client_auth_request(c, AUTH_CLEARTEXT, NULL, 0);
+		return;
+	case AUTH_MD5:
+		/* A SCRAM verifier cannot answer md5: use SCRAM, as PostgreSQL does. */
+		if (!cred || cred->have_md5) {
+			c->auth_mock = !cred;
+			if (!auth_random(c->md5_salt, sizeof(c->md5_salt))) {
+				client_close(c, "no random bytes");
+				return;
+			}
+			c->auth_step = AUTH_STEP_MD5;
+			client_auth_request(c, AUTH_MD5, c->md5_salt, 4);
+			return;
+		}
+		break;
+	case AUTH_SCRAM:
+	default:
+		if (cred && !cred->have_scram && cred->have_md5) {
+			/* An md5 hash cannot answer SCRAM: fall back to md5. */
+			if (!auth_random(c->md5_salt, sizeof(c->md5_salt))) {
+				client_close(c, "no random bytes");
+				return;
+			}
+			c->auth_step = AUTH_STEP_MD5;
+			client_auth_request(c, AUTH_MD5, c->md5_salt, 4);
+			return;
+		}
+		break;
+	}
+	c->auth_mock = !cred;
+	c->auth_step = AUTH_STEP_SASL;
+	static const char mech[] = SCRAM_MECHANISM "\0";
+	client_auth_request(c, AUTH_SASL, mech, sizeof(mech));
+}
+
+static void client_sasl_step(struct client *c, const uint8_t *msg, size_t len, bool initial)
+{
+	const struct config *cfg = worker_config(c->w);
+	const struct auth_cred *cred = c->auth_mock ? NULL : auth_lookup(&c->w->auth, cfg, c->user);
+	struct scram_secret mock;
+	const struct scram_secret *sec;
+	if (cred && cred->have_scram) {
+		sec = &cred->scram;
+	} else {
+		auth_mock_scram(&mock);
+		sec = &mock;
+	}
+	char out[512];
+	size_t outlen = 0;
+	enum scram_result res;
+	if (initial) {
+		uint8_t nonce[SCRAM_NONCE_RAW];
+		c->scram = calloc(1, sizeof(*c->scram));
+		if (!c->scram || !auth_random(nonce, sizeof(nonce))) {
+			client_close(c, "out of memory");
+			return;
+		}
+		res = scram_server_first(c->scram, sec, (const char *)msg, len, nonce, out, sizeof(out),
+					 &outlen);
+	} else {
+		res = scram_server_final(c->scram, sec, (const char *)msg, len, out, sizeof(out), &outlen);
+	}
+	switch (res) {
+	case SCRAM_CONTINUE:
+		c->auth_step = AUTH_STEP_SASL_CONT;
+		client_auth_request(c, AUTH_SASL_CONTINUE, out, outlen);
+		return;
+	case SCRAM_DONE:
+		if (c->auth_mock) {
+			client_auth_failed(c);
+			return;
+		}
+		explicit_bzero(c->scram, sizeof(*c->scram));
+		free(c->scram);
+		c->scram = NULL;
+		client_auth_request(c, AUTH_SASL_FINAL, out, outlen);
+		if (c->state != CL_CLOSED)
+			client_login_ok(c);
+		return;
+	case SCRAM_BAD_PROOF:
+		client_auth_failed(c);
+		return;
+	case SCRAM_MALFORMED:
+	default:
+		client_fail(c, ERR_PROTOCOL_VIOLATION, "malformed SCRAM message");
+		return;
+	}
+}
+
+static enum sbuf_action client_handle_auth(struct client *c, const struct pkt_hdr *hdr,
+					   const uint8_t *data, size_t avail)
+{
+	if (hdr->type != 'p') {
+		client_fail(c, ERR_PROTOCOL_VIOLATION, "expected password response, got message type %d",
+			    hdr->type);
+		return SB_CLOSED;
+	}
+	if (hdr->total_len > 8192) {
+		client_fail(c, ERR_PROTOCOL_VIOLATION, "password packet too large");
+		return SB_CLOSED;
+	}
+	if (avail < hdr->total_len)
+		return SB_NEED_FULL;
+	const uint8_t *body = data + PKT_HDR_LEN;
+	size_t blen = hdr->total_len - PKT_HDR_LEN;
+	struct pkt_reader r;
+	reader_init(&r, body, blen);
+	const struct config *cfg = worker_config(c->w);
+
+	switch (c->auth_step) {
+	case AUTH_STEP_PASSWORD:
+	case AUTH_STEP_MD5: {
+		const char *pw = reader_cstr(&r);
+		if (!pw) {
+			client_fail(c, ERR_PROTOCOL_VIOLATION, "invalid password packet");
+			return SB_CLOSED;
+		}
+		const struct auth_cred *cred = c->auth_mock ? NULL : auth_lookup(&c->w->auth, cfg, c->user);
+		bool ok = false;
+		if (cred && c->auth_step == AUTH_STEP_PASSWORD)
+			ok = auth_check_plain(cred, pw);
+		else if (cred && cred->have_md5)
+			ok = md5_check_response(cred->md5, c->md5_salt, pw);
+		if (!ok) {
+			client_auth_failed(c);
+			return SB_CLOSED;
+		}
+		client_login_ok(c);
+		break;
+	}
+	case AUTH_STEP_SASL: {
+		const char *mech = reader_cstr(&r);
+		uint32_t len = reader_u32(&r);
+		if (!mech || r.failed || strcmp(mech, SCRAM_MECHANISM) != 0 ||
+		    (len != 0xffffffffu && len != reader_remaining(&r))) {
+			client_fail(c, ERR_PROTOCOL_VIOLATION,
+				    "client selected an invalid SASL authentication mechanism");
+			return SB_CLOSED;
+		}
+		client_sasl_step(c, r.p, len == 0xffffffffu ? 0 : len, true);
+		break;
+	}
+	case AUTH_STEP_SASL_CONT:
+		client_sasl_step(c, body, blen, false);
+		break;
+	default:
+		client_fail(c, ERR_PROTOCOL_VIOLATION, "unexpected password packet");
+		return SB_CLOSED;
+	}
+	return c->state == CL_CLOSED ? SB_CLOSED : SB_SKIP;
+}
+
+/* Authenticated: AuthenticationOk now, the rest once the pool knows server parameters. */
+static void client_login_ok(struct client *c)
+{
+	const struct config *cfg = worker_config(c->w);
+	client_auth_request(c, AUTH_OK, NULL, 0);
+	if (c->state == CL_CLOSED)
+		return;
+	const struct db_def *def = config_find_db(cfg, c->database);
+	if (!def) {
+		client_fail(c, ERR_UNKNOWN_DATABASE, "database \"%s\" does not exist", c->database);
+		return;
+	}
+	c->pool = pool_get(c->w, def, c->database, c->user);
+	if (!c->pool) {
+		client_fail(c, ERR_INTERNAL, "out of memory");
+		return;
+	}
+	if (!auth_random(&c->cancel_pid, sizeof(c->cancel_pid)) ||
+	    !auth_random(&c->cancel_key, sizeof(c->cancel_key))) {
+		client_fail(c, ERR_INTERNAL, "no random bytes");
+		return;
+	}
+	c->cancel_pid &= 0x7fffffff; /* looks like a pid: positive */
+	if (c->pool->have_defaults) {
+		client_finish_login(c);
+		return;
+	}
+	client_set_state(c, CL_LOGIN_WAIT);
+	/* Stop reading until login completes: the client may not speak yet. */
+	sbuf_stop_reading(&c->sb);
+	pool_maintain(c->pool, worker_now_us(c->w));
+}
+
+void client_finish_login(struct client *c)
+{
+	struct pool *p = c->pool;
+	uint8_t buf[4096];
+	struct pkt_writer wr;
+	writer_init(&wr, buf, sizeof(buf));
+	for (size_t i = 0; i < p->defaults.n; i++) {
+		const struct param *d = &p->defaults.items[i];
+		const char *mine = params_get(&c->vars, d->name);
+		codec_write_parameter_status(&wr, d->name, mine ? mine : d->value);
+	}
+	codec_write_backend_key(&wr, c->cancel_pid, c->cancel_key);
+	codec_write_ready(&wr, 'I');
+	if (!client_send(c, &wr)) {
+		client_close(c, "out of memory");
+		return;
+	}
+	/* Mark reported parameters as such so later ParameterStatus updates match. */
+	for (size_t i = 0; i < c->vars.n; i++)
+		c->vars.items[i].reported = params_get(&p->defaults, c->vars.items[i].name) != NULL;
+	if (worker_config(c->w)->log_connections)
+		log_info("C-%llu: login %s/%s", (unsigned long long)c->id, c->database, c->user);
+	client_set_state(c, CL_IDLE);
+	sbuf_start(&c->sb);
+	/* Bytes that arrived during login wait in the buffer: go on with them. */
+	if (c->sb.io)
+		sbuf_resume(&c->sb);
+}
+
+/* ---- serving ------------------------------------------------------------- */
+
+void client_link_server(struct client *c, struct server *s)
+{
+	BERTH_ASSERT(!c->server);
+	c->server = s;
+	sbuf_link(&c->sb, &s->sb);
+	c->expected_rfq = 0;
+	c->unsynced = false;
+	if (!server_link_client(s, c)) {
+		c->server = NULL;
+		sbuf_link(&c->sb, NULL);
+		client_fail(c, ERR_INTERNAL, "could not prepare server connection");
+		return;
+	}
+	bool was_waiting = c->state == CL_WAITING;
+	client_set_state(c, CL_ACTIVE);
+	if (was_waiting)
+		sbuf_resume(&c->sb);
+}
+
+void client_server_lost(struct client *c, const char *why)
+{
+	c->server = NULL;
+	sbuf_link(&c->sb, NULL);
+	client_fail(c, ERR_CONNECTION_FAILURE, "server connection lost: %s", why);
+}
+
+static enum sbuf_action client_handle_request(struct client *c, const struct pkt_hdr *hdr)
+{
+	if (hdr->type == 'X') {
+		/* Terminate: send what came before it, then leave. */
+		if (sbuf_has_pending(&c->sb) && c->sb.io && c->sb.io->sent < c->sb.io->parsed)
+			return SB_FLUSH;
+		client_close(c, "client terminated");
+		return SB_CLOSED;
+	}
+	if (!c->server) {
+		if (!pool_request_server(c->pool, c))
+			return c->state == CL_CLOSED ? SB_CLOSED : SB_PAUSE;
+		if (c->state == CL_CLOSED)
+			return SB_CLOSED;
+	}
+	switch (hdr->type) {
+	case 'Q': /* simple query: one ReadyForQuery ends it */
+	case 'F': /* function call */
+		c->expected_rfq++;
+		c->pool->query_count++;
+		break;
+	case 'S': /* Sync ends an extended-protocol batch */
+		c->expected_rfq++;
+		c->unsynced = false;
+		break;
+	case 'P':
+	case 'B':
+	case 'D':
+	case 'E':
+	case 'C':
+		c->unsynced = true;
+		if (hdr->type == 'E')
+			c->pool->query_count++;
+		break;
+	default:
+		break;
+	}
+	return SB_FORWARD;
+}
+
+static enum sbuf_action client_on_message(struct sbuf *sb, const struct pkt_hdr *hdr,
+					  const uint8_t *data, size_t avail)
+{
+	struct client *c = sb->owner;
+	switch (c->state) {
+	case CL_STARTUP:
+		return client_handle_startup(c, hdr, data, avail);
+	case CL_AUTH:
+		return client_handle_auth(c, hdr, data, avail);
+	case CL_IDLE:
+	case CL_ACTIVE:
+		return client_handle_request(c, hdr);
+	case CL_LOGIN_WAIT:
+	case CL_WAITING:
+		return SB_PAUSE;
+	case CL_FREE:
+	case CL_CLOSED:
+	default:
+		return SB_CLOSED;
+	}
+}
+
+void client_check_timeouts(struct client *c, int64_t now_us)
+{
+	const struct config *cfg = worker_config(c->w);
+	int64_t age = now_us - c->state_since_us;
+	switch (c->state) {
+	case CL_STARTUP:
+	case CL_AUTH:
+		if (cfg->client_login_timeout > 0 && now_us - c->connect_time_us > cfg->client_login_timeout)
+			client_fail(c, ERR_PROTOCOL_VIOLATION, "client_login_timeout");
+		break;
+	case CL_WAITING:
+		if (cfg->query_wait_timeout > 0 && age > cfg->query_wait_timeout)
+			client_fail(c, ERR_QUERY_WAIT_TIMEOUT,
+				    "query_wait_timeout: no server connection became free in time");
+		break;
+	case CL_LOGIN_WAIT:
+		if (cfg->query_wait_timeout > 0 && age > cfg->query_wait_timeout)
+			client_fail(c, ERR_CONNECTION_FAILURE, "timed out waiting for a server login");
+		break;
+	case CL_IDLE:
+		if (cfg->client_idle_timeout > 0 && age > cfg->client_idle_timeout)
+			client_fail(c, ERR_IDLE_SESSION_TIMEOUT, "client_idle_timeout");
+		break;
+	case CL_ACTIVE:
+		if (cfg->idle_transaction_timeout > 0 && c->server && c->expected_rfq == 0 &&
+		    c->server->txn_status != 'I' && now_us - c->server->state_since_us > 0 &&
+		    now_us - c->sb.last_activity_us > cfg->idle_transaction_timeout)
+			client_fail(c, ERR_IDLE_IN_TXN_TIMEOUT, "idle_transaction_timeout");
+		break;
+	default:
+		break;
+	}
+}

@@ -1,0 +1,155 @@
+/*
+ * main.c - command line, configuration load, signals, start and stop order.
+ * No pooling logic lives here. The only place that may exit().
+ */
+#include <errno.h>
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "build_config.h"
+#include "config.h"
+#include "listener.h"
+#include "log.h"
+#include "runtime.h"
+
+extern char **environ;
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"berth - a PostgreSQL connection pooler\n"
+		"\n"
+		"Usage: berth [OPTIONS] [CONFIG_FILE]\n"
+		"\n"
+		"With no CONFIG_FILE berth runs in zero-file mode: DATABASE_URL names the\n"
+		"upstream (postgres://user:password@host:port/dbname?options) and every setting\n"
+		"can be given as BERTH_<SETTING> (e.g. BERTH_LISTEN=127.0.0.1:6432,\n"
+		"BERTH_POOL_MODE=transaction, BERTH_POOL_SIZE=20). With CONFIG_FILE, an INI\n"
+		"file in PgBouncer's format ([berth] or [pgbouncer], [databases], [users]);\n"
+		"the environment still overrides it. Runs in the foreground, logs to stderr.\n"
+		"\n"
+		"Options:\n"
+		"  -h, --help           show this help and exit\n"
+		"  -V, --version        show the version and exit\n"
+		"      --config-doc     print the settings reference (doc/config.md) and exit\n"
+		"      --config-sample  print a sample config with every setting and exit\n"
+		"\n"
+		"Settings: see doc/config.md. Exit status: 0 after a clean stop, 1 on a\n"
+		"start-up failure, 2 on a configuration error.\n");
+}
+
+struct signal_ctx {
+	struct runtime *rt;
+	struct worker *w;
+	struct listener *ls;
+	int stops; /* SIGTERM/SIGINT received */
+};
+
+static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
+{
+	struct signal_ctx *ctx = arg;
+	(void)what;
+	ctx->stops++;
+	log_info("got signal %d, shutting down", (int)sig);
+	ctx->rt->shutting_down = true;
+	event_base_loopexit(ctx->w->base, NULL);
+}
+
+static void on_hup(evutil_socket_t sig, short what, void *arg)
+{
+	(void)sig;
+	(void)what;
+	(void)arg;
+	log_warn("SIGHUP: configuration reload is not supported yet; restart berth to apply changes");
+}
+
+int main(int argc, char **argv)
+{
+	const char *path = NULL;
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+			usage(stdout);
+			return 0;
+		}
+		if (strcmp(a, "-V") == 0 || strcmp(a, "--version") == 0) {
+			printf("berth %s\n", PACKAGE_VERSION);
+			return 0;
+		}
+		if (strcmp(a, "--config-doc") == 0) {
+			config_write_doc(stdout);
+			return 0;
+		}
+		if (strcmp(a, "--config-sample") == 0) {
+			config_write_sample(stdout);
+			return 0;
+		}
+		if (a[0] == '-') {
+			fprintf(stderr, "berth: unknown option %s (see berth --help)\n", a);
+			return 2;
+		}
+		if (path) {
+			fprintf(stderr, "berth: only one config file may be given\n");
+			return 2;
+		}
+		path = a;
+	}
+
+	struct config_error cerr;
+	struct config *cfg = config_load(path, environ, &cerr);
+	if (!cfg) {
+		fprintf(stderr, "berth: configuration error: %s\n", cerr.text);
+		return 2;
+	}
+	unsigned mask;
+	char bad[64];
+	if (log_parse_levels(cfg->log_level, &mask, bad, sizeof(bad)))
+		log_set_mask(mask);
+
+	signal(SIGPIPE, SIG_IGN);
+	if (evthread_use_pthreads() != 0) {
+		fprintf(stderr, "berth: libevent thread support unavailable\n");
+		return 1;
+	}
+
+	struct runtime rt = {.cfg = cfg, .config_path = (char *)path};
+	struct worker w;
+	rt.worker = &w;
+	if (!worker_init(&w, &rt)) {
+		log_error("could not create the event loop");
+		return 1;
+	}
+	struct listener ls;
+	char err[256];
+	if (!listener_start(&ls, &w, cfg, err, sizeof(err))) {
+		log_error("could not listen: %s", err);
+		return 1;
+	}
+	struct signal_ctx sctx = {.rt = &rt, .w = &w, .ls = &ls};
+	struct event *ev_term = evsignal_new(w.base, SIGTERM, on_stop_signal, &sctx);
+	struct event *ev_int = evsignal_new(w.base, SIGINT, on_stop_signal, &sctx);
+	struct event *ev_hup = evsignal_new(w.base, SIGHUP, on_hup, &sctx);
+	event_add(ev_term, NULL);
+	event_add(ev_int, NULL);
+	event_add(ev_hup, NULL);
+
+	log_info("berth %s listening on %s:%d%s%s, pool_mode %s, %zu database(s)", PACKAGE_VERSION,
+		 cfg->listen_addr, cfg->listen_port, ls.unix_path[0] ? " and " : "", ls.unix_path,
+		 pool_mode_name(cfg->pool_mode), cfg->n_dbs);
+
+	event_base_dispatch(w.base);
+
+	listener_stop(&ls);
+	event_free(ev_term);
+	event_free(ev_int);
+	event_free(ev_hup);
+	worker_shutdown(&w);
+	config_free(cfg);
+	libevent_global_shutdown();
+	return 0;
+}

@@ -1,0 +1,240 @@
+/*
+ * pool.c - pools per (database, user). Lends idle servers to clients (most
+ * recently used first, so warm connections stay warm), queues clients FIFO
+ * when none is free, opens connections within pool_size, max_db_connections
+ * and max_user_connections, and backs off after failed logins while failing
+ * waiting clients fast. Does no I/O: client.c and server.c do.
+ */
+#include "pool.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "client.h"
+#include "config.h"
+#include "errors.h"
+#include "log.h"
+#include "runtime.h"
+#include "server.h"
+
+/* First retry after a failed login; doubles up to server_login_retry. */
+#define BACKOFF_START_US 250000
+
+static struct database *database_get(struct worker *w, const struct db_def *def, const char *name)
+{
+	struct list *pos, *tmp;
+	list_for_each_safe(pos, tmp, &w->databases)
+	{
+		struct database *db = list_entry(pos, struct database, node);
+		if (db->def == def && strcmp(db->name, name) == 0)
+			return db;
+	}
+	struct database *db = calloc(1, sizeof(*db));
+	if (!db)
+		return NULL;
+	snprintf(db->name, sizeof(db->name), "%s", name);
+	db->def = def;
+	list_append(&w->databases, &db->node);
+	return db;
+}
+
+static int pick(int specific, int global)
+{
+	return specific >= 0 ? specific : global;
+}
+
+struct pool *pool_get(struct worker *w, const struct db_def *def, const char *dbname,
+		      const char *user)
+{
+	const struct config *cfg = worker_config(w);
+	/* For the "*" entry the database name is the client's: one pool per real name. */
+	struct list *pos, *tmp;
+	list_for_each_safe(pos, tmp, &w->pools)
+	{
+		struct pool *p = list_entry(pos, struct pool, node);
+		if (p->db->def == def && strcmp(p->user, user) == 0 && strcmp(p->db->name, dbname) == 0)
+			return p;
+	}
+	struct database *db = database_get(w, def, dbname);
+	if (!db)
+		return NULL;
+	struct pool *p = calloc(1, sizeof(*p));
+	if (!p)
+		return NULL;
+	p->w = w;
+	p->db = db;
+	snprintf(p->user, sizeof(p->user), "%s", user);
+	const char *server_user = def->forced_user ? def->forced_user : user;
+	snprintf(p->server_user, sizeof(p->server_user), "%s", server_user);
+	if (def->password) {
+		p->server_password = strdup(def->password);
+	} else {
+		/* The client's own password from auth_file, when it is a plain one. */
+		const struct auth_entry *a = config_find_auth(cfg, server_user);
+		if (a && a->secret && strncmp(a->secret, "md5", 3) != 0 &&
+		    strncmp(a->secret, "SCRAM-SHA-256$", 14) != 0)
+			p->server_password = strdup(a->secret);
+	}
+	const struct user_def *ud = config_find_user(cfg, user);
+	p->pool_mode = pick(ud ? ud->pool_mode : -1, pick(def->pool_mode, cfg->pool_mode));
+	p->pool_size = pick(ud ? ud->pool_size : -1, pick(def->pool_size, cfg->default_pool_size));
+	p->min_pool_size = pick(def->min_pool_size, cfg->min_pool_size);
+	p->reserve_pool_size = pick(def->reserve_pool_size, cfg->reserve_pool_size);
+	p->max_db_connections = pick(def->max_db_connections, cfg->max_db_connections);
+	p->max_user_connections = pick(ud ? ud->max_user_connections : -1, cfg->max_user_connections);
+	list_init(&p->cl_login);
+	list_init(&p->cl_active);
+	list_init(&p->cl_waiting);
+	list_init(&p->sv_connecting);
+	list_init(&p->sv_idle);
+	list_init(&p->sv_active);
+	list_init(&p->sv_resetting);
+	list_append(&w->pools, &p->node);
+	log_debug("pool %s/%s: mode %s, size %d", db->name, p->user, pool_mode_name(p->pool_mode),
+		  p->pool_size);
+	return p;
+}
+
+/* Servers this user has open across every database. */
+static int user_server_count(struct worker *w, const char *server_user)
+{
+	int n = 0;
+	struct list *pos, *tmp;
+	list_for_each_safe(pos, tmp, &w->pools)
+	{
+		struct pool *p = list_entry(pos, struct pool, node);
+		if (strcmp(p->server_user, server_user) == 0)
+			n += p->n_servers;
+	}
+	return n;
+}
+
+/* May this pool open one more server connection now? */
+static bool pool_can_open(struct pool *p, int64_t now_us)
+{
+	if (now_us < p->next_connect_us)
+		return false;
+	int limit = p->pool_size;
+	/* The reserve opens once the first waiting client waited reserve_pool_timeout. */
+	if (p->reserve_pool_size > 0 && !list_empty(&p->cl_waiting)) {
+		struct client *first = list_entry(list_first(&p->cl_waiting), struct client, node);
+		if (now_us - first->state_since_us >= worker_config(p->w)->reserve_pool_timeout)
+			limit += p->reserve_pool_size;
+	}
+	if (p->n_servers >= limit)
+		return false;
+	if (p->max_db_connections > 0 && p->db->n_servers >= p->max_db_connections)
+		return false;
+	if (p->max_user_connections > 0 &&
+	    user_server_count(p->w, p->server_user) >= p->max_user_connections)
+		return false;
+	return true;
+}
+
+void pool_maintain(struct pool *p, int64_t now_us)
+{
+	size_t want = list_count(&p->cl_waiting);
+	if (!p->have_defaults && !list_empty(&p->cl_login) && want == 0)
+		want = 1;
+	size_t connecting = list_count(&p->sv_connecting);
+	while (connecting < want && pool_can_open(p, now_us)) {
+		if (!server_connect(p))
+			return;
+		connecting++;
+	}
+	/* min_pool_size: keep warm connections once the upstream is known to work. */
+	while (p->have_defaults && p->n_servers < p->min_pool_size && pool_can_open(p, now_us)) {
+		if (!server_connect(p))
+			return;
+	}
+}
+
+bool pool_request_server(struct pool *p, struct client *c)
+{
+	struct list *last = p->sv_idle.prev;
+	if (last != &p->sv_idle && list_empty(&p->cl_waiting)) {
+		struct server *s = list_entry(last, struct server, node);
+		client_link_server(c, s);
+		return c->state == CL_ACTIVE;
+	}
+	/* No server to lend: fail at once if the upstream is known to be down. */
+	int64_t now = worker_now_us(p->w);
+	if (p->n_servers == 0 && p->last_error[0] && now < p->next_connect_us) {
+		client_fail(c, ERR_CONNECTION_FAILURE, "server login failed: %s", p->last_error);
+		return false;
+	}
+	client_set_state(c, CL_WAITING);
+	pool_maintain(p, now);
+	return false;
+}
+
+void pool_server_ready(struct pool *p, struct server *s)
+{
+	BERTH_ASSERT(s->state == SV_IDLE);
+	const struct config *cfg = worker_config(p->w);
+	if (cfg->server_lifetime > 0 &&
+	    worker_now_us(p->w) - s->connect_time_us > cfg->server_lifetime) {
+		server_close(s, "server_lifetime");
+		return;
+	}
+	if (list_empty(&p->cl_waiting))
+		return;
+	struct client *c = list_entry(list_first(&p->cl_waiting), struct client, node);
+	client_link_server(c, s);
+}
+
+void pool_server_closed(struct pool *p)
+{
+	if (!list_empty(&p->cl_waiting) || (!p->have_defaults && !list_empty(&p->cl_login)))
+		pool_maintain(p, worker_now_us(p->w));
+}
+
+/* Fail every client in list with the login error. */
+static void pool_fail_list(struct list *head, const char *why)
+{
+	struct list *pos, *tmp;
+	list_for_each_safe(pos, tmp, head)
+	{
+		struct client *c = list_entry(pos, struct client, node);
+		client_fail(c, ERR_CONNECTION_FAILURE, "server login failed: %s", why);
+	}
+}
+
+void pool_login_failed(struct pool *p, const char *why)
+{
+	const struct config *cfg = worker_config(p->w);
+	int64_t now = worker_now_us(p->w);
+	snprintf(p->last_error, sizeof(p->last_error), "%s", why);
+	p->last_error_us = now;
+	p->backoff_us = p->backoff_us ? p->backoff_us * 2 : BACKOFF_START_US;
+	if (cfg->server_login_retry > 0 && p->backoff_us > cfg->server_login_retry)
+		p->backoff_us = cfg->server_login_retry;
+	p->next_connect_us = now + p->backoff_us;
+	/* With no server left to free up, waiting would only hang: fail them now. */
+	if (p->n_servers == 0) {
+		pool_fail_list(&p->cl_login, why);
+		pool_fail_list(&p->cl_waiting, why);
+	}
+}
+
+void pool_free_all(struct worker *w)
+{
+	struct list *pos, *tmp;
+	list_for_each_safe(pos, tmp, &w->pools)
+	{
+		struct pool *p = list_entry(pos, struct pool, node);
+		list_del(&p->node);
+		params_clear(&p->defaults);
+		if (p->server_password)
+			explicit_bzero(p->server_password, strlen(p->server_password));
+		free(p->server_password);
+		free(p);
+	}
+	list_for_each_safe(pos, tmp, &w->databases)
+	{
+		struct database *db = list_entry(pos, struct database, node);
+		list_del(&db->node);
+		free(db);
+	}
+}

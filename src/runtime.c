@@ -1,0 +1,158 @@
+/*
+ * runtime.c - one worker: its event_base, evdns, freelists, deferred
+ * release of closed objects, and the janitor timer that enforces timeouts
+ * and reconnects pools after backoff. Holds no protocol state.
+ */
+#include "runtime.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "client.h"
+#include "config.h"
+#include "log.h"
+#include "pool.h"
+#include "sbuf.h"
+#include "server.h"
+
+/* Timeout granularity: query_wait_timeout etc. fire within this of their due time. */
+#define JANITOR_PERIOD_US 100000
+
+int64_t worker_now_us(struct worker *w)
+{
+	(void)w;
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+const struct config *worker_config(const struct worker *w)
+{
+	return w->rt->cfg;
+}
+
+static void reap_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+	struct list *pos, *tmp;
+	(void)fd;
+	(void)what;
+	list_for_each_safe(pos, tmp, &w->closing_clients)
+	{
+		client_free(list_entry(pos, struct client, node));
+	}
+	list_for_each_safe(pos, tmp, &w->closing_servers)
+	{
+		server_free(list_entry(pos, struct server, node));
+	}
+}
+
+void worker_schedule_reap(struct worker *w)
+{
+	event_active(&w->ev_reap, 0, 0);
+}
+
+static void janitor_pool(struct pool *p, int64_t now)
+{
+	const struct config *cfg = worker_config(p->w);
+	struct list *pos, *tmp;
+	list_for_each_safe(pos, tmp, &p->cl_waiting)
+	{
+		client_check_timeouts(list_entry(pos, struct client, node), now);
+	}
+	list_for_each_safe(pos, tmp, &p->cl_login)
+	{
+		client_check_timeouts(list_entry(pos, struct client, node), now);
+	}
+	if (cfg->client_idle_timeout > 0 || cfg->idle_transaction_timeout > 0) {
+		list_for_each_safe(pos, tmp, &p->cl_active)
+		{
+			client_check_timeouts(list_entry(pos, struct client, node), now);
+		}
+	}
+	list_for_each_safe(pos, tmp, &p->sv_idle)
+	{
+		server_check_timeouts(list_entry(pos, struct server, node), now);
+	}
+	pool_maintain(p, now);
+}
+
+static void janitor_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+	int64_t now = worker_now_us(w);
+	struct list *pos, *tmp;
+	(void)fd;
+	(void)what;
+	list_for_each_safe(pos, tmp, &w->login_clients)
+	{
+		client_check_timeouts(list_entry(pos, struct client, node), now);
+	}
+	list_for_each_safe(pos, tmp, &w->pools)
+	{
+		janitor_pool(list_entry(pos, struct pool, node), now);
+	}
+}
+
+bool worker_init(struct worker *w, struct runtime *rt)
+{
+	memset(w, 0, sizeof(*w));
+	w->rt = rt;
+	w->pkt_buf = (size_t)rt->cfg->pkt_buf;
+	w->base = event_base_new();
+	if (!w->base)
+		return false;
+	w->dns = evdns_base_new(w->base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
+						 EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+	if (!w->dns) {
+		/* No resolv.conf nameservers: numeric hosts and unix sockets still work. */
+		w->dns = evdns_base_new(w->base, 0);
+		if (!w->dns)
+			return false;
+	}
+	list_init(&w->pools);
+	list_init(&w->databases);
+	list_init(&w->login_clients);
+	list_init(&w->closing_clients);
+	list_init(&w->closing_servers);
+	list_init(&w->all_clients);
+	event_assign(&w->ev_reap, w->base, -1, 0, reap_cb, w);
+	event_assign(&w->ev_janitor, w->base, -1, EV_PERSIST, janitor_cb, w);
+	struct timeval tv = {.tv_sec = 0, .tv_usec = JANITOR_PERIOD_US};
+	event_add(&w->ev_janitor, &tv);
+	return true;
+}
+
+void worker_shutdown(struct worker *w)
+{
+	struct list *pos, *tmp;
+	list_for_each_safe(pos, tmp, &w->all_clients)
+	{
+		client_close(list_entry(pos, struct client, all_node), "shutdown");
+	}
+	list_for_each_safe(pos, tmp, &w->pools)
+	{
+		struct pool *p = list_entry(pos, struct pool, node);
+		struct list *lists[] = {&p->sv_connecting, &p->sv_idle, &p->sv_active, &p->sv_resetting};
+		for (size_t i = 0; i < ARRAY_SIZE(lists); i++) {
+			struct list *sp, *st;
+			list_for_each_safe(sp, st, lists[i])
+			{
+				server_close(list_entry(sp, struct server, node), "shutdown");
+			}
+		}
+	}
+	reap_cb(-1, 0, w);
+	pool_free_all(w);
+	auth_cache_clear(&w->auth);
+	while (w->free_iobufs) {
+		struct iobuf *io = w->free_iobufs;
+		w->free_iobufs = io->next_free;
+		free(io);
+	}
+	event_del(&w->ev_janitor);
+	event_del(&w->ev_reap);
+	evdns_base_free(w->dns, 0);
+	event_base_free(w->base);
+}

@@ -1,0 +1,524 @@
+/*
+ * sbuf.c - the relay engine: recv into a borrowed fixed buffer, walk message
+ * headers, forward ranges to the peer in one send(), stop reading the source
+ * while the destination is blocked (backpressure). Bodies of forwarded
+ * messages are never read; only the owner's callbacks interpret messages.
+ * Must not know message types past the header (client.c/server.c do).
+ */
+#include "sbuf.h"
+
+#include <errno.h>
+#include <openssl/err.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "runtime.h"
+
+/* Reads per readiness callback: one busy socket must not starve the rest. */
+#define READ_BUDGET 4
+/* Keep a few spare buffers; free the rest so a burst does not pin memory. */
+#define IOBUF_FREELIST_MAX 64
+
+static void sbuf_read_cb(evutil_socket_t fd, short what, void *arg);
+static void sbuf_write_cb(evutil_socket_t fd, short what, void *arg);
+static void sbuf_process(struct sbuf *sb);
+
+struct iobuf *iobuf_get(struct worker *w)
+{
+	struct iobuf *io = w->free_iobufs;
+	if (io) {
+		w->free_iobufs = io->next_free;
+		w->n_free_iobufs--;
+	} else {
+		io = malloc(sizeof(*io) + w->pkt_buf);
+		if (!io)
+			return NULL;
+		w->n_iobufs++;
+	}
+	io->sent = io->parsed = io->recv = 0;
+	io->next_free = NULL;
+	return io;
+}
+
+void iobuf_put(struct worker *w, struct iobuf *io)
+{
+	if (w->n_free_iobufs >= IOBUF_FREELIST_MAX) {
+		free(io);
+		w->n_iobufs--;
+		return;
+	}
+	io->next_free = w->free_iobufs;
+	w->free_iobufs = io;
+	w->n_free_iobufs++;
+}
+
+void sbuf_init(struct sbuf *sb, struct worker *w, int fd, const struct sbuf_ops *ops, void *owner)
+{
+	memset(sb, 0, sizeof(*sb));
+	sb->fd = fd;
+	sb->ops = ops;
+	sb->owner = owner;
+	sb->w = w;
+	sb->max_msg = (size_t)INT32_MAX;
+	event_assign(&sb->ev_read, w->base, fd, EV_READ | EV_PERSIST, sbuf_read_cb, sb);
+	event_assign(&sb->ev_write, w->base, fd, EV_WRITE, sbuf_write_cb, sb);
+}
+
+static void sbuf_enable_read(struct sbuf *sb)
+{
+	if (!sb->reading && sb->fd >= 0) {
+		event_add(&sb->ev_read, NULL);
+		sb->reading = true;
+	}
+}
+
+void sbuf_stop_reading(struct sbuf *sb)
+{
+	if (sb->reading) {
+		event_del(&sb->ev_read);
+		sb->reading = false;
+	}
+}
+
+void sbuf_start(struct sbuf *sb)
+{
+	sb->paused = false;
+	sbuf_enable_read(sb);
+}
+
+void sbuf_resume(struct sbuf *sb)
+{
+	sb->paused = false;
+	sbuf_process(sb);
+}
+
+bool sbuf_has_pending(const struct sbuf *sb)
+{
+	return (sb->io && sb->io->sent < sb->io->parsed) || sb->out.sent < sb->out.len;
+}
+
+static void sbuf_release_io_if_empty(struct sbuf *sb)
+{
+	struct iobuf *io = sb->io;
+	if (io && io->sent == io->recv) {
+		iobuf_put(sb->w, io);
+		sb->io = NULL;
+	}
+}
+
+void sbuf_discard_input(struct sbuf *sb)
+{
+	if (sb->io) {
+		iobuf_put(sb->w, sb->io);
+		sb->io = NULL;
+	}
+	sb->fwd_left = sb->skip_left = 0;
+}
+
+/* Raw socket or TLS send; returns bytes sent, 0 for "would block", -1 on error. */
+static ssize_t sbuf_send_raw(struct sbuf *sb, const uint8_t *p, size_t len)
+{
+	if (sb->ssl) {
+		ERR_clear_error();
+		int n = SSL_write(sb->ssl, p, (int)(len > INT32_MAX ? INT32_MAX : len));
+		if (n > 0)
+			return n;
+		int err = SSL_get_error(sb->ssl, n);
+		if (err == SSL_ERROR_WANT_WRITE || err == SSL_ERROR_WANT_READ)
+			return 0;
+		errno = EIO;
+		return -1;
+	}
+	for (;;) {
+		ssize_t n = send(sb->fd, p, len, MSG_NOSIGNAL);
+		if (n >= 0)
+			return n;
+		if (errno == EINTR)
+			continue;
+		if (errno == EAGAIN || errno == EWOULDBLOCK)
+			return 0;
+		return -1;
+	}
+}
+
+/* Raw socket or TLS recv; returns bytes, 0 on EOF, -1 would block, -2 error. */
+static ssize_t sbuf_recv_raw(struct sbuf *sb, uint8_t *p, size_t len)
+{
+	if (sb->ssl) {
+		ERR_clear_error();
+		int n = SSL_read(sb->ssl, p, (int)(len > INT32_MAX ? INT32_MAX : len));
+		if (n > 0)
+			return n;
+		int err = SSL_get_error(sb->ssl, n);
+		if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE)
+			return -1;
+		if (err == SSL_ERROR_ZERO_RETURN)
+			return 0;
+		return -2;
+	}
+	for (;;) {
+		ssize_t n = recv(sb->fd, p, len, 0);
+		if (n >= 0)
+			return n;
+		if (errno == EINTR)
+			continue;
+		if (errno == EAGAIN || errno == EWOULDBLOCK)
+			return -1;
+		return -2;
+	}
+}
+
+/* Send from dst's own queue; true when it is empty. */
+static bool sbuf_flush_out(struct sbuf *dst, bool *failed)
+{
+	struct obuf *o = &dst->out;
+	while (o->sent < o->len) {
+		ssize_t n = sbuf_send_raw(dst, o->data + o->sent, o->len - o->sent);
+		if (n < 0) {
+			*failed = true;
+			return false;
+		}
+		if (n == 0)
+			return false;
+		o->sent += (size_t)n;
+		dst->bytes_out += (uint64_t)n;
+	}
+	o->len = o->sent = 0;
+	return true;
+}
+
+/*
+ * Send src's pending forwarded range to its peer (after the peer's own
+ * queue). Returns true when nothing is left; on a blocked send arms the
+ * peer's write event and stops reading src (backpressure).
+ */
+static bool sbuf_send_pending(struct sbuf *src)
+{
+	struct sbuf *dst = src->peer;
+	struct iobuf *io = src->io;
+	bool failed = false;
+
+	if (!io || io->sent == io->parsed)
+		return true;
+	if (!dst) {
+		/* Nobody to send to (peer left): the bytes are moot. */
+		io->sent = io->parsed;
+		return true;
+	}
+	if (!sbuf_flush_out(dst, &failed))
+		goto blocked;
+	while (io->sent < io->parsed) {
+		ssize_t n = sbuf_send_raw(dst, io->data + io->sent, io->parsed - io->sent);
+		if (n < 0) {
+			failed = true;
+			goto blocked;
+		}
+		if (n == 0)
+			goto blocked;
+		io->sent += (size_t)n;
+		dst->bytes_out += (uint64_t)n;
+	}
+	return true;
+
+blocked:
+	if (failed) {
+		/* The destination is broken; its own read side will report it. Drop the range. */
+		io->sent = io->parsed;
+		dst->ops->on_error(dst, "send failed");
+		return false;
+	}
+	dst->blocked_src = src;
+	event_add(&dst->ev_write, NULL);
+	sbuf_stop_reading(src);
+	src->paused = true;
+	return false;
+}
+
+bool sbuf_flush(struct sbuf *sb)
+{
+	bool failed = false;
+	if (!sbuf_flush_out(sb, &failed)) {
+		if (failed) {
+			sb->ops->on_error(sb, "send failed");
+			return false;
+		}
+		event_add(&sb->ev_write, NULL);
+		return false;
+	}
+	return true;
+}
+
+bool sbuf_queue(struct sbuf *sb, const void *data, size_t len)
+{
+	struct obuf *o = &sb->out;
+	if (o->cap - o->len < len) {
+		size_t ncap = o->cap ? o->cap : 256;
+		while (ncap - o->len < len)
+			ncap *= 2;
+		uint8_t *n = realloc(o->data, ncap);
+		if (!n)
+			return false;
+		o->data = n;
+		o->cap = ncap;
+	}
+	memcpy(o->data + o->len, data, len);
+	o->len += len;
+	return true;
+}
+
+/*
+ * Move unparsed bytes to the front so a partial header or a partial message
+ * being inspected can complete. Only done when nothing waits to be sent.
+ */
+static void sbuf_compact(struct sbuf *sb)
+{
+	struct iobuf *io = sb->io;
+	if (!io || io->sent != io->parsed || io->sent == 0)
+		return;
+	size_t rest = io->recv - io->parsed;
+	if (rest)
+		memmove(io->data, io->data + io->parsed, rest);
+	io->sent = io->parsed = 0;
+	io->recv = rest;
+}
+
+/* Walk messages in [parsed, recv). Returns false if the owner closed sb. */
+static bool sbuf_parse(struct sbuf *sb)
+{
+	struct iobuf *io = sb->io;
+	while (io->parsed < io->recv && !sb->paused) {
+		size_t avail = io->recv - io->parsed;
+		if (sb->fwd_left) {
+			size_t n = avail < sb->fwd_left ? avail : sb->fwd_left;
+			io->parsed += n;
+			sb->fwd_left -= n;
+			continue;
+		}
+		if (sb->skip_left) {
+			if (io->sent != io->parsed)
+				return true; /* flush first: skipping needs an empty pending range */
+			size_t n = avail < sb->skip_left ? avail : sb->skip_left;
+			io->parsed += n;
+			io->sent = io->parsed;
+			sb->skip_left -= n;
+			continue;
+		}
+
+		struct pkt_hdr hdr;
+		const uint8_t *p = io->data + io->parsed;
+		if (sb->startup) {
+			if (avail < 4)
+				break;
+			uint32_t len = be32_read(p);
+			if (len < 8 || len > 10000) {
+				sb->ops->on_error(sb, "invalid startup packet length");
+				return false;
+			}
+			hdr.type = 0;
+			hdr.total_len = len;
+		} else {
+			switch (codec_read_header(p, avail, sb->max_msg, &hdr)) {
+			case HDR_SHORT:
+				goto need_more;
+			case HDR_BAD_LEN:
+				sb->ops->on_error(sb, "invalid message length");
+				return false;
+			case HDR_OK:
+				break;
+			}
+		}
+
+		enum sbuf_action act = sb->ops->on_message(sb, &hdr, p, avail);
+		switch (act) {
+		case SB_FORWARD:
+			sb->fwd_left = hdr.total_len;
+			break;
+		case SB_SKIP:
+			sb->skip_left = hdr.total_len;
+			break;
+		case SB_NEED_FULL:
+			if (avail >= hdr.total_len) {
+				/* Owner asked for what it already has: protocol bug on our side. */
+				sb->ops->on_error(sb, "internal: message not consumed");
+				return false;
+			}
+			if (hdr.total_len > sb->w->pkt_buf) {
+				sb->ops->on_error(sb, "message too large to inspect");
+				return false;
+			}
+			goto need_more;
+		case SB_FLUSH:
+			if (io->sent == io->parsed) {
+				sb->ops->on_error(sb, "internal: flush with nothing pending");
+				return false;
+			}
+			return true;
+		case SB_PAUSE:
+			sb->paused = true;
+			sbuf_stop_reading(sb);
+			return true;
+		case SB_CLOSED:
+			return false;
+		}
+	}
+	return true;
+
+need_more:
+	return true;
+}
+
+/*
+ * Parse what is buffered, send what is to be forwarded, and repeat while
+ * progress is made. Re-entrant calls (an owner callback resuming its peer)
+ * are folded into the running pass.
+ */
+static void sbuf_process(struct sbuf *sb)
+{
+	if (sb->in_process)
+		return;
+	sb->in_process = true;
+	for (;;) {
+		struct iobuf *io = sb->io;
+		if (!io)
+			break;
+		size_t before_parsed = io->parsed;
+		if (!sbuf_parse(sb))
+			return; /* closed: sb may be gone from the owner's point of view */
+		io = sb->io;
+		if (!io)
+			break;
+		bool had_pending = io->sent < io->parsed;
+		if (!sbuf_send_pending(sb))
+			goto out; /* blocked or destination failed */
+		sbuf_compact(sb);
+		if (had_pending && sb->ops->on_flushed) {
+			sb->in_process = false;
+			sb->ops->on_flushed(sb);
+			if (sb->fd < 0)
+				return; /* owner closed it */
+			sb->in_process = true;
+		}
+		if (sb->paused)
+			goto out;
+		io = sb->io;
+		if (!io)
+			break;
+		/* Stop when nothing moved: waiting for more bytes. */
+		if (io->parsed == before_parsed && !had_pending)
+			break;
+		if (io->parsed == io->recv)
+			break;
+	}
+	sb->in_process = false;
+	sbuf_release_io_if_empty(sb);
+	if (!sb->paused)
+		sbuf_enable_read(sb);
+	return;
+out:
+	sb->in_process = false;
+}
+
+static void sbuf_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct sbuf *sb = arg;
+	(void)fd;
+	(void)what;
+
+	for (int round = 0; round < READ_BUDGET; round++) {
+		if (!sb->io) {
+			sb->io = iobuf_get(sb->w);
+			if (!sb->io) {
+				sb->ops->on_error(sb, "out of memory for I/O buffer");
+				return;
+			}
+		}
+		struct iobuf *io = sb->io;
+		size_t space = sb->w->pkt_buf - io->recv;
+		if (space == 0) {
+			/* Full of unsent or partial data: process() will make room or pause. */
+			sbuf_stop_reading(sb);
+			return;
+		}
+		ssize_t n = sbuf_recv_raw(sb, io->data + io->recv, space);
+		if (n == -1) {
+			sbuf_release_io_if_empty(sb);
+			return;
+		}
+		if (n == 0 || n == -2) {
+			sbuf_release_io_if_empty(sb);
+			sb->ops->on_error(sb, n == 0 ? "connection closed by peer" : "receive failed");
+			return;
+		}
+		io->recv += (size_t)n;
+		sb->bytes_in += (uint64_t)n;
+		sb->last_activity_us = worker_now_us(sb->w);
+		sbuf_process(sb);
+		if (sb->fd < 0 || sb->paused || !sb->reading)
+			return;
+		/* A short read means the socket is drained; TLS may still hold records. */
+		if ((size_t)n < space && !(sb->ssl && SSL_pending(sb->ssl) > 0))
+			return;
+	}
+}
+
+static void sbuf_write_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct sbuf *dst = arg;
+	bool failed = false;
+	(void)fd;
+	(void)what;
+
+	if (!sbuf_flush_out(dst, &failed)) {
+		if (failed)
+			dst->ops->on_error(dst, "send failed");
+		else
+			event_add(&dst->ev_write, NULL);
+		return;
+	}
+	struct sbuf *src = dst->blocked_src;
+	dst->blocked_src = NULL;
+	if (src && src->peer == dst) {
+		/* Resume the source: it sends its pending range and reads on. */
+		src->paused = false;
+		sbuf_process(src);
+		if (src->fd >= 0 && !src->paused && !src->io)
+			sbuf_enable_read(src);
+	}
+}
+
+void sbuf_link(struct sbuf *a, struct sbuf *b)
+{
+	if (!b) {
+		if (a->peer) {
+			if (a->peer->blocked_src == a)
+				a->peer->blocked_src = NULL;
+			if (a->blocked_src == a->peer)
+				a->blocked_src = NULL;
+			a->peer->peer = NULL;
+		}
+		a->peer = NULL;
+		return;
+	}
+	a->peer = b;
+	b->peer = a;
+}
+
+void sbuf_close(struct sbuf *sb, bool keep_fd)
+{
+	if (sb->peer)
+		sbuf_link(sb, NULL);
+	if (sb->fd >= 0) {
+		event_del(&sb->ev_read);
+		event_del(&sb->ev_write);
+		if (!keep_fd)
+			close(sb->fd);
+	}
+	sb->reading = false;
+	sb->fd = -1;
+	sbuf_discard_input(sb);
+	free(sb->out.data);
+	memset(&sb->out, 0, sizeof(sb->out));
+}
