@@ -8,6 +8,7 @@
 #define BERTH_AUTH_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "md5auth.h"
 #include "scram.h"
@@ -29,14 +30,21 @@ struct auth_cred {
 struct auth_cache {
 	const struct config *cfg; /* generation the entries belong to */
 	struct auth_cred *head;
+	uint8_t mock_key[32];     /* keys the made-up salts of unknown users */
+	bool mock_key_set;
 };
 
 /* Credential for user, or NULL if unknown. Entries live until auth_cache_clear. */
 const struct auth_cred *auth_lookup(struct auth_cache *cache, const struct config *cfg,
 				    const char *user);
 void auth_cache_clear(struct auth_cache *cache);
-/* A made-up SCRAM secret for unknown users, so the exchange looks the same. */
-void auth_mock_scram(struct scram_secret *out);
+/*
+ * A made-up SCRAM secret for an unknown user, so the exchange looks the same
+ * as for a real one. The salt is derived from the user name and a per-process
+ * key, so asking twice gives the same salt (as PostgreSQL does): a changing
+ * salt would tell an attacker the user does not exist.
+ */
+void auth_mock_scram(struct auth_cache *cache, const char *user, struct scram_secret *out);
 /* Check a cleartext password against any stored form. */
 bool auth_check_plain(const struct auth_cred *cred, const char *password);
 /* Fill buf with n random bytes (OpenSSL). */

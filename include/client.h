@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 
 #include "list.h"
@@ -46,7 +47,11 @@ struct client {
 	struct worker *w;
 	struct pool *pool;         /* set once the startup packet named database and user */
 	struct server *server;     /* linked server, CL_ACTIVE only */
-	struct sockaddr_storage addr;
+	union {
+		struct sockaddr sa;
+		struct sockaddr_in in4;
+		struct sockaddr_in6 in6;
+	} addr;                    /* peer address; unix-socket peers keep only the family */
 	uint64_t id;               /* for logs */
 	uint32_t cancel_pid;       /* BackendKeyData berth gave this client */
 	uint32_t cancel_key;
@@ -61,7 +66,6 @@ struct client {
 	bool over_limit;           /* accepted past max_client_conn: refuse after startup */
 	bool sent_neg_version;
 	struct scram_state *scram; /* during SCRAM only */
-	struct scram_secret *scram_secret_ref; /* borrowed from the auth cache during login */
 	uint32_t expected_rfq;     /* ReadyForQuery replies owed for requests sent */
 	bool unsynced;             /* sent extended-protocol messages without a Sync yet */
 };

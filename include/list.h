@@ -65,4 +65,13 @@ static inline size_t list_count(const struct list *head)
 	return n;
 }
 
+/* Length, but stop counting at max: bounded work on hot paths. */
+static inline size_t list_count_upto(const struct list *head, size_t max)
+{
+	size_t n = 0;
+	for (const struct list *p = head->next; p != head && n < max; p = p->next)
+		n++;
+	return n;
+}
+
 #endif

@@ -11,12 +11,14 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "compiler.h"
 
 struct param {
 	char *name;
 	char *value;
+	uint64_t hash; /* of the lower-cased name and the value: feeds the list signature */
 	bool reported; /* the server reports it with ParameterStatus */
 };
 
@@ -24,6 +26,12 @@ struct param_list {
 	struct param *items;
 	size_t n;
 	size_t cap;
+	/*
+	 * XOR of the items' hashes: equal lists have equal signatures whatever
+	 * the order, so "this server already has exactly what this client wants"
+	 * is one comparison on the hot path instead of a walk.
+	 */
+	uint64_t sig;
 };
 
 /* Case-insensitive lookup; NULL if absent. */

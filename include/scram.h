@@ -55,25 +55,49 @@ struct scram_state {
 	char server_first[256];      /* ditto */
 	char nonce[128];             /* client nonce + server nonce */
 	char gs2_header_b64[16];     /* "biws" for "n,,", what c= must echo */
-	int step;                    /* 0 = expecting client-first, 1 = client-final */
+	int step;                    /* 0 = expecting client-first, 1 = client-final, 2 = over */
 };
 
 /*
  * client-first-message (the SASLInitialResponse data) -> server-first-message.
  * out receives a NUL-terminated message of outlen bytes. server_nonce_raw is
  * SCRAM_NONCE_RAW random bytes chosen by the caller (tests pass fixed ones).
+ * st needs no initialisation: this call resets it. msg is len bytes, not
+ * NUL-terminated. Anything but SCRAM_CONTINUE is SCRAM_MALFORMED (also when
+ * the input does not fit st's arrays or the answer does not fit outcap).
  */
 enum scram_result scram_server_first(struct scram_state *st, const struct scram_secret *sec,
 				     const char *msg, size_t len,
 				     const uint8_t server_nonce_raw[SCRAM_NONCE_RAW], char *out,
 				     size_t outcap, size_t *outlen) BERTH_MUSTCHECK;
 
-/* client-final-message -> server-final-message ("v=..."), verifying the proof. */
+/*
+ * scram_server_first with berth's half of the nonce given as text (printable
+ * ASCII without ',', at most 64 chars) instead of raw bytes to base64-encode.
+ * scram_server_first calls it; tests use it to replay RFC 7677's exchange,
+ * whose server nonce is not base64.
+ */
+enum scram_result scram_server_first_with_nonce(struct scram_state *st,
+					       const struct scram_secret *sec, const char *msg,
+					       size_t len, const char *server_nonce, char *out,
+					       size_t outcap, size_t *outlen) BERTH_MUSTCHECK;
+
+/*
+ * client-final-message -> server-final-message ("v=..."), verifying the proof.
+ * sec must be the secret given to scram_server_first. One call per exchange:
+ * whatever it returns, a second call is SCRAM_MALFORMED. outcap must hold 47
+ * bytes; out is written only on SCRAM_DONE.
+ */
 enum scram_result scram_server_final(struct scram_state *st, const struct scram_secret *sec,
 				     const char *msg, size_t len, char *out, size_t outcap,
 				     size_t *outlen) BERTH_MUSTCHECK;
 
-/* Base64 (standard alphabet, with padding). Return bytes written, -1 on overflow/bad input. */
+/*
+ * Base64 (standard alphabet, with padding). Return bytes written, -1 on
+ * overflow/bad input. b64_encode also writes a NUL after the text (not counted,
+ * but it must fit in dstcap). b64_decode accepts only canonical text: length a
+ * multiple of 4, '=' only as final padding, unused bits zero, no whitespace.
+ */
 int b64_encode(const uint8_t *src, size_t len, char *dst, size_t dstcap);
 int b64_decode(const char *src, size_t len, uint8_t *dst, size_t dstcap);
 

@@ -38,6 +38,8 @@ struct server {
 	int64_t connect_time_us;
 	int64_t state_since_us;
 	struct param_list vars;       /* values on this server session */
+	uint64_t synced_sig;          /* signature of the client wishes it matches exactly */
+	bool synced_valid;            /* synced_sig holds: nothing changed the session since */
 	uint32_t drop_rfq;            /* replies to berth's own queries still to swallow */
 	char txn_status;              /* last ReadyForQuery status: 'I', 'T', 'E' */
 	bool release_after_flush;     /* transaction ended: back to the pool once sent */

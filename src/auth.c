@@ -5,6 +5,8 @@
  */
 #include "auth.h"
 
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/rand.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,14 +83,23 @@ const struct auth_cred *auth_lookup(struct auth_cache *cache, const struct confi
 	return c;
 }
 
-void auth_mock_scram(struct scram_secret *out)
+void auth_mock_scram(struct auth_cache *cache, const char *user, struct scram_secret *out)
 {
 	memset(out, 0, sizeof(*out));
 	out->iterations = SCRAM_DEFAULT_ITERATIONS;
 	out->salt_len = 16;
-	if (!auth_random(out->salt, out->salt_len) || !auth_random(out->stored_key, SCRAM_KEY_LEN) ||
-	    !auth_random(out->server_key, SCRAM_KEY_LEN))
-		memset(out->stored_key, 0xA5, SCRAM_KEY_LEN); /* still never matches a real proof */
+	if (!cache->mock_key_set)
+		cache->mock_key_set = auth_random(cache->mock_key, sizeof(cache->mock_key));
+	uint8_t mac[EVP_MAX_MD_SIZE];
+	unsigned maclen = 0;
+	if (!HMAC(EVP_sha256(), cache->mock_key, sizeof(cache->mock_key), (const uint8_t *)user,
+		  strlen(user), mac, &maclen) ||
+	    maclen < out->salt_len)
+		memset(mac, 0x5A, sizeof(mac));
+	memcpy(out->salt, mac, out->salt_len);
+	/* Random keys: no proof can match them. */
+	if (!auth_random(out->stored_key, SCRAM_KEY_LEN) || !auth_random(out->server_key, SCRAM_KEY_LEN))
+		memset(out->stored_key, 0xA5, SCRAM_KEY_LEN);
 }
 
 bool auth_check_plain(const struct auth_cred *cred, const char *password)

@@ -204,6 +204,8 @@ void client_accept(struct worker *w, int fd, const struct sockaddr *addr, sockle
 	list_append(&w->all_clients, &c->all_node);
 	if (addrlen <= sizeof(c->addr))
 		memcpy(&c->addr, addr, addrlen);
+	else
+		c->addr.sa.sa_family = addr->sa_family;
 	if (addr->sa_family == AF_INET || addr->sa_family == AF_INET6) {
 		int one = 1;
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -443,7 +445,7 @@ static void client_sasl_step(struct client *c, const uint8_t *msg, size_t len, b
 	if (cred && cred->have_scram) {
 		sec = &cred->scram;
 	} else {
-		auth_mock_scram(&mock);
+		auth_mock_scram(&c->w->auth, c->user, &mock);
 		sec = &mock;
 	}
 	char out[512];

@@ -13,8 +13,10 @@ enum hdr_result codec_read_header(const uint8_t *buf, size_t avail, size_t max_l
 	if (avail < PKT_HDR_LEN)
 		return HDR_SHORT;
 	uint32_t len = be32_read(buf + 1);
-	/* The length word counts itself, so anything below 4 is malformed. */
-	if (len < 4 || (size_t)len + 1 > max_len)
+	/* The length word counts itself, so anything below 4 is malformed.
+	 * len >= max_len is len + 1 > max_len without the wrap to 0 that
+	 * len = 0xffffffff would cause where size_t is 32 bits. */
+	if (len < 4 || (size_t)len >= max_len)
 		return HDR_BAD_LEN;
 	out->type = buf[0];
 	out->total_len = (size_t)len + 1;

@@ -18,6 +18,20 @@ static struct param *params_find(const struct param_list *l, const char *name)
 	return NULL;
 }
 
+/* FNV-1a over the lower-cased name, a separator, and the value. */
+static uint64_t param_hash(const char *name, const char *value)
+{
+	uint64_t h = 1469598103934665603ull;
+	for (const char *p = name; *p; p++) {
+		char ch = (*p >= 'A' && *p <= 'Z') ? (char)(*p + 32) : *p;
+		h = (h ^ (uint8_t)ch) * 1099511628211ull;
+	}
+	h = (h ^ 0xff) * 1099511628211ull;
+	for (const char *p = value; *p; p++)
+		h = (h ^ (uint8_t)*p) * 1099511628211ull;
+	return h;
+}
+
 const char *params_get(const struct param_list *l, const char *name)
 {
 	struct param *p = params_find(l, name);
@@ -34,12 +48,15 @@ bool params_set(struct param_list *l, const char *name, const char *value, bool 
 				return false;
 			free(p->value);
 			p->value = v;
+			l->sig ^= p->hash;
+			p->hash = param_hash(p->name, v);
+			l->sig ^= p->hash;
 		}
 		p->reported |= reported;
 		return true;
 	}
 	if (l->n == l->cap) {
-		size_t ncap = l->cap ? l->cap * 2 : 8;
+		size_t ncap = l->cap ? l->cap * 2 : 2;
 		struct param *n = realloc(l->items, ncap * sizeof(*n));
 		if (!n)
 			return false;
@@ -52,7 +69,9 @@ bool params_set(struct param_list *l, const char *name, const char *value, bool 
 		free(v);
 		return false;
 	}
-	l->items[l->n++] = (struct param){.name = nm, .value = v, .reported = reported};
+	uint64_t h = param_hash(nm, v);
+	l->items[l->n++] = (struct param){.name = nm, .value = v, .hash = h, .reported = reported};
+	l->sig ^= h;
 	return true;
 }
 
@@ -61,6 +80,7 @@ void params_remove(struct param_list *l, const char *name)
 	struct param *p = params_find(l, name);
 	if (!p)
 		return;
+	l->sig ^= p->hash;
 	free(p->name);
 	free(p->value);
 	*p = l->items[--l->n];

@@ -134,10 +134,11 @@ static bool pool_can_open(struct pool *p, int64_t now_us)
 
 void pool_maintain(struct pool *p, int64_t now_us)
 {
-	size_t want = list_count(&p->cl_waiting);
+	size_t connecting = list_count(&p->sv_connecting);
+	/* Walk no further than needed: many clients may wait. */
+	size_t want = list_count_upto(&p->cl_waiting, connecting + 1 + (size_t)p->pool_size);
 	if (!p->have_defaults && !list_empty(&p->cl_login) && want == 0)
 		want = 1;
-	size_t connecting = list_count(&p->sv_connecting);
 	while (connecting < want && pool_can_open(p, now_us)) {
 		if (!server_connect(p))
 			return;
@@ -165,7 +166,8 @@ bool pool_request_server(struct pool *p, struct client *c)
 		return false;
 	}
 	client_set_state(c, CL_WAITING);
-	pool_maintain(p, now);
+	if (p->n_servers < p->pool_size + p->reserve_pool_size)
+		pool_maintain(p, now);
 	return false;
 }
 

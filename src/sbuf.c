@@ -357,8 +357,12 @@ static bool sbuf_parse(struct sbuf *sb)
 			}
 			return true;
 		case SB_PAUSE:
+			/*
+			 * Keep the read event: a waiting client rarely sends more, and
+			 * deleting and re-adding it would cost two epoll_ctl calls per
+			 * wait. read_cb stops reading once the buffer is full.
+			 */
 			sb->paused = true;
-			sbuf_stop_reading(sb);
 			return true;
 		case SB_CLOSED:
 			return false;

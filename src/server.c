@@ -171,9 +171,14 @@ bool server_link_client(struct server *s, struct client *c)
 	char query[SYNC_QUERY_MAX];
 	s->client = c;
 	server_set_state(s, SV_ACTIVE);
+	/* Fast path: this session already matches exactly these wishes. */
+	if (s->synced_valid && s->synced_sig == c->vars.sig)
+		return true;
 	int n = params_build_sync(&c->vars, &s->vars, &p->defaults, query, sizeof(query));
 	if (n < 0)
 		return false;
+	s->synced_sig = c->vars.sig;
+	s->synced_valid = true;
 	if (n > 0) {
 		uint8_t hdr[PKT_HDR_LEN];
 		hdr[0] = 'Q';
@@ -263,7 +268,8 @@ static void server_on_flushed(struct sbuf *sb)
 		return;
 	s->release_after_flush = false;
 	struct client *c = s->client;
-	if (!c || c->expected_rfq != 0 || c->unsynced || s->txn_status != 'I')
+	if (!c || c->expected_rfq != 0 || c->unsynced || s->txn_status != 'I' ||
+	    sbuf_has_pending(&c->sb))
 		return; /* the client sent more meanwhile: keep the link */
 	c->server = NULL;
 	s->client = NULL;
@@ -304,8 +310,15 @@ static bool server_note_parameter(struct server *s, const uint8_t *data, size_t 
 		return false;
 	if (!params_set(&s->vars, name, value, true))
 		return false;
-	if (s->client && s->drop_rfq == 0 && !params_set(&s->client->vars, name, value, true))
-		return false;
+	if (s->client && s->drop_rfq == 0) {
+		/* The client caused it: both sides change alike and still match. */
+		if (!params_set(&s->client->vars, name, value, true))
+			return false;
+		s->synced_sig = s->client->vars.sig;
+		s->synced_valid = true;
+	} else {
+		s->synced_valid = false;
+	}
 	return true;
 }
 
@@ -327,6 +340,7 @@ static enum sbuf_action server_handle_own_reply(struct server *s, const struct p
 			const char *q = worker_config(s->pool->w)->server_reset_query;
 			if (q && (strcasestr(q, "DISCARD ALL") || strcasestr(q, "RESET ALL")))
 				params_drop_unreported(&s->vars);
+			s->synced_valid = false;
 			server_set_state(s, SV_IDLE);
 			pool_server_ready(s->pool, s);
 		}

@@ -88,7 +88,7 @@ static void up_fail(struct upstream_conn *u, const char *fmt, ...)
 	va_end(ap);
 	/* libpq messages end in newlines and may span lines: keep one line. */
 	for (char *p = u->error; *p; p++)
-		if (*p == '\n' || *p == '\r')
+		if (*p == '\n' || *p == '\r' || *p == '\t')
 			*p = ' ';
 	size_t n = strlen(u->error);
 	while (n && u->error[n - 1] == ' ')
