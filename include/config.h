@@ -68,6 +68,8 @@ struct config {
 	struct auth_entry *auth;
 	size_t n_auth;
 	char *path; /* file it came from, NULL in zero-file mode */
+	char **warnings;   /* "FILE:LINE: ..." for PgBouncer settings berth ignores; main.c logs them */
+	size_t n_warnings;
 };
 
 /* Where and why loading failed: "FILE:LINE: key: message". */
@@ -97,13 +99,22 @@ const char *config_key_default(size_t i);
 const char *config_key_help(size_t i);
 int config_key_flags(size_t i);
 enum config_type config_key_type(size_t i);
+/* Inclusive bounds from config_keys.h (meaningful for CT_INT and CT_SIZE). */
+void config_key_bounds(size_t i, int64_t *min, int64_t *max);
 /* Find a key by name (case-insensitive, aliases such as pool_size resolved); -1 if none. */
 int config_key_lookup(const char *name);
 /* Current value as text (CF_SECRET keys shown as "****"). */
 void config_key_format(const struct config *cfg, size_t i, char *buf, size_t len);
-/* Set one key from text, validating type and bounds. */
+/*
+ * Set one key from text, validating type and bounds (log_level with
+ * log_parse_levels, listen as host:port, which also sets listen_addr and
+ * listen_port). Strings are copied and owned by cfg. On failure cfg is
+ * unchanged and err holds 'key "name": why' (the value masked for CF_SECRET).
+ */
 bool config_key_set(struct config *cfg, size_t i, const char *value, char *err, size_t errlen)
 	BERTH_MUSTCHECK;
+/* Whether key i has the same value in a and b (reload: log changed CF_RESTART keys). */
+bool config_key_equal(const struct config *a, const struct config *b, size_t i);
 
 /* Writers for the generated files (doc/config.md, etc/berth.ini.sample). */
 void config_write_doc(FILE *out);

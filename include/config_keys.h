@@ -7,7 +7,7 @@
  * CONFIG_KEY(name, type, default, min, max, flags, help)
  *   type:  CT_INT, CT_BOOL, CT_TIME (seconds, fractions and units accepted;
  *          stored as microseconds), CT_STRING, CT_ENUM (allowed values in
- *          CONFIG_ENUM_VALUES), CT_SIZE (bytes; kB/MB suffixes accepted)
+ *          enum_tables in config.c), CT_SIZE (bytes; kB/MB/GB suffixes accepted)
  *   flags: CF_RELOAD (applies on reload), CF_RESTART (needs a restart),
  *          CF_SECRET (never shown or logged)
  */

@@ -110,6 +110,8 @@ int main(int argc, char **argv)
 	char bad[64];
 	if (log_parse_levels(cfg->log_level, &mask, bad, sizeof(bad)))
 		log_set_mask(mask);
+	for (size_t i = 0; i < cfg->n_warnings; i++)
+		log_warn("%s", cfg->warnings[i]);
 
 	signal(SIGPIPE, SIG_IGN);
 	if (evthread_use_pthreads() != 0) {
