@@ -110,11 +110,19 @@ static int user_server_count(struct worker *w, const char *server_user)
 	return n;
 }
 
+enum open_verdict {
+	OPEN_OK = 0,
+	OPEN_BACKOFF,   /* a login failed recently */
+	OPEN_POOL_FULL, /* pool_size (+ reserve) reached */
+	OPEN_DB_FULL,   /* max_db_connections reached by all pools of the database */
+	OPEN_USER_FULL, /* max_user_connections reached across databases */
+};
+
 /* May this pool open one more server connection now? */
-static bool pool_can_open(struct pool *p, int64_t now_us)
+static enum open_verdict pool_can_open(struct pool *p, int64_t now_us)
 {
 	if (now_us < p->next_connect_us)
-		return false;
+		return OPEN_BACKOFF;
 	int limit = p->pool_size;
 	/* The reserve opens once the first waiting client waited reserve_pool_timeout. */
 	if (p->reserve_pool_size > 0 && !list_empty(&p->cl_waiting)) {
@@ -123,12 +131,41 @@ static bool pool_can_open(struct pool *p, int64_t now_us)
 			limit += p->reserve_pool_size;
 	}
 	if (p->n_servers >= limit)
-		return false;
+		return OPEN_POOL_FULL;
 	if (p->max_db_connections > 0 && p->db->n_servers >= p->max_db_connections)
-		return false;
+		return OPEN_DB_FULL;
 	if (p->max_user_connections > 0 &&
 	    user_server_count(p->w, p->server_user) >= p->max_user_connections)
+		return OPEN_USER_FULL;
+	return OPEN_OK;
+}
+
+/*
+ * A shared limit (database or user) is reached while this pool has clients
+ * waiting: close the longest-idle server of another pool sharing that limit,
+ * so connections follow demand (PgBouncer does the same). True if one closed.
+ */
+static bool pool_evict_idle_for(struct pool *p, enum open_verdict why)
+{
+	struct server *victim = NULL;
+	struct list *pos, *tmp;
+	list_for_each_safe(pos, tmp, &p->w->pools)
+	{
+		struct pool *o = list_entry(pos, struct pool, node);
+		if (o == p || list_empty(&o->sv_idle))
+			continue;
+		if (why == OPEN_DB_FULL && o->db != p->db)
+			continue;
+		if (why == OPEN_USER_FULL && strcmp(o->server_user, p->server_user) != 0)
+			continue;
+		struct server *s = list_entry(list_first(&o->sv_idle), struct server, node);
+		if (!victim || s->state_since_us < victim->state_since_us)
+			victim = s;
+	}
+	if (!victim)
 		return false;
+	server_close(victim, why == OPEN_DB_FULL ? "max_db_connections: making room for another pool"
+						 : "max_user_connections: making room for another pool");
 	return true;
 }
 
@@ -139,13 +176,19 @@ void pool_maintain(struct pool *p, int64_t now_us)
 	size_t want = list_count_upto(&p->cl_waiting, connecting + 1 + (size_t)p->pool_size);
 	if (!p->have_defaults && !list_empty(&p->cl_login) && want == 0)
 		want = 1;
-	while (connecting < want && pool_can_open(p, now_us)) {
+	while (connecting < want) {
+		enum open_verdict v = pool_can_open(p, now_us);
+		if ((v == OPEN_DB_FULL || v == OPEN_USER_FULL) && pool_evict_idle_for(p, v))
+			v = pool_can_open(p, now_us);
+		if (v != OPEN_OK)
+			break;
 		if (!server_connect(p))
 			return;
 		connecting++;
 	}
 	/* min_pool_size: keep warm connections once the upstream is known to work. */
-	while (p->have_defaults && p->n_servers < p->min_pool_size && pool_can_open(p, now_us)) {
+	while (p->have_defaults && p->n_servers < p->min_pool_size &&
+	       pool_can_open(p, now_us) == OPEN_OK) {
 		if (!server_connect(p))
 			return;
 	}
