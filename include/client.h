@@ -39,6 +39,19 @@ enum auth_step {
 	AUTH_STEP_SASL_CONT /* sent SASLContinue, expecting SASLResponse */
 };
 
+/*
+ * What only login needs, allocated at accept and freed when login ends, so
+ * a logged-in idle client costs as little memory as possible.
+ */
+struct client_login {
+	char user[64];
+	char database[64];
+	enum auth_step auth_step;
+	uint8_t md5_salt[4];
+	bool auth_mock;          /* unknown user: finish the exchange, then refuse */
+	struct scram_state scram; /* during SCRAM */
+};
+
 struct client {
 	struct list node;          /* on the list its state implies */
 	struct list all_node;      /* worker's every-client list, for cancel lookup */
@@ -57,15 +70,11 @@ struct client {
 	uint32_t cancel_key;
 	int64_t connect_time_us;
 	int64_t state_since_us;    /* when the current state began: timeouts */
-	char user[64];
-	char database[64];
+	const char *user;          /* login->user while logging in, then the pool's */
+	const char *database;      /* login->database while logging in, then the pool's */
+	struct client_login *login; /* startup and auth state; freed once logged in */
 	struct param_list vars;    /* GUC values this client expects on its server */
-	enum auth_step auth_step;
-	uint8_t md5_salt[4];
-	bool auth_mock;            /* unknown user: finish the exchange, then refuse */
 	bool over_limit;           /* accepted past max_client_conn: refuse after startup */
-	bool sent_neg_version;
-	struct scram_state *scram; /* during SCRAM only */
 	uint32_t expected_rfq;     /* ReadyForQuery replies owed for requests sent */
 	bool unsynced;             /* sent extended-protocol messages without a Sync yet */
 };

@@ -67,8 +67,7 @@ struct obuf {
 struct sbuf {
 	int fd;
 	SSL *ssl;                  /* non-NULL when the socket speaks TLS (owned by libpq for servers) */
-	struct event ev_read;      /* persistent; deleted only while paused */
-	struct event ev_write;     /* armed while sends are blocked */
+	struct event ev;           /* one persistent event; its flags follow want_read/want_write */
 	struct iobuf *io;          /* borrowed while bytes are held */
 	struct sbuf *peer;         /* where forwarded bytes go; NULL when unlinked */
 	struct sbuf *blocked_src;  /* peer whose forwarded bytes wait for our socket */
@@ -82,7 +81,9 @@ struct sbuf {
 	uint64_t bytes_in;         /* received on this socket */
 	uint64_t bytes_out;        /* sent on this socket */
 	int64_t last_activity_us;  /* last receive (loop-cached clock) */
-	bool reading;              /* ev_read is added */
+	short ev_what;             /* EV_READ/EV_WRITE the event is added with now (0: not added) */
+	bool want_read;            /* reading is on (off only with a full buffer or by the owner) */
+	bool want_write;           /* sends are blocked: wake when writable */
 	bool paused;               /* owner said SB_PAUSE or output is blocked */
 	bool startup;              /* packets have no type byte (client startup phase) */
 	bool in_process;           /* re-entrancy guard */

@@ -150,11 +150,6 @@ void client_close(struct client *c, const char *reason)
 		sbuf_flush(&c->sb);
 	}
 	sbuf_close(&c->sb, false);
-	if (c->scram) {
-		explicit_bzero(c->scram, sizeof(*c->scram));
-		free(c->scram);
-		c->scram = NULL;
-	}
 	client_set_state(c, CL_CLOSED);
 }
 
@@ -169,8 +164,18 @@ void client_fail(struct client *c, const char *sqlstate, const char *fmt, ...)
 	client_close(c, sqlstate);
 }
 
+static void client_login_free(struct client *c)
+{
+	if (!c->login)
+		return;
+	explicit_bzero(c->login, sizeof(*c->login));
+	free(c->login);
+	c->login = NULL;
+}
+
 void client_free(struct client *c)
 {
+	client_login_free(c);
 	list_del(&c->node);
 	list_del(&c->all_node);
 	params_clear(&c->vars);
@@ -198,6 +203,14 @@ void client_accept(struct worker *w, int fd, const struct sockaddr *addr, sockle
 		close(fd);
 		return;
 	}
+	c->login = calloc(1, sizeof(*c->login));
+	if (!c->login) {
+		free(c);
+		close(fd);
+		return;
+	}
+	c->user = c->login->user;
+	c->database = c->login->database;
 	c->w = w;
 	c->id = ++w->next_id;
 	list_init(&c->node);
@@ -309,9 +322,9 @@ static enum sbuf_action client_handle_startup(struct client *c, const struct pkt
 		if (!value)
 			break;
 		if (strcmp(name, "user") == 0) {
-			snprintf(c->user, sizeof(c->user), "%s", value);
+			snprintf(c->login->user, sizeof(c->login->user), "%s", value);
 		} else if (strcmp(name, "database") == 0) {
-			snprintf(c->database, sizeof(c->database), "%s", value);
+			snprintf(c->login->database, sizeof(c->login->database), "%s", value);
 		} else if (strcmp(name, "options") == 0) {
 			options = value;
 		} else if (strcmp(name, "replication") == 0) {
@@ -338,7 +351,7 @@ static enum sbuf_action client_handle_startup(struct client *c, const struct pkt
 		return SB_CLOSED;
 	}
 	if (!c->database[0])
-		snprintf(c->database, sizeof(c->database), "%s", c->user);
+		snprintf(c->login->database, sizeof(c->login->database), "%s", c->user);
 	if (options && !params_parse_options(options, client_add_var, c, err, sizeof(err))) {
 		client_fail(c, ERR_FEATURE_NOT_SUPPORTED, "%s", err);
 		return SB_CLOSED;
@@ -399,20 +412,20 @@ static void client_start_auth(struct client *c)
 		client_login_ok(c);
 		return;
 	case AUTH_PLAIN:
-		c->auth_mock = !cred;
-		c->auth_step = AUTH_STEP_PASSWORD;
+		c->login->auth_mock = !cred;
+		c->login->auth_step = AUTH_STEP_PASSWORD;
 		client_auth_request(c, AUTH_CLEARTEXT, NULL, 0);
 		return;
 	case AUTH_MD5:
 		/* A SCRAM verifier cannot answer md5: use SCRAM, as PostgreSQL does. */
 		if (!cred || cred->have_md5) {
-			c->auth_mock = !cred;
-			if (!auth_random(c->md5_salt, sizeof(c->md5_salt))) {
+			c->login->auth_mock = !cred;
+			if (!auth_random(c->login->md5_salt, sizeof(c->login->md5_salt))) {
 				client_close(c, "no random bytes");
 				return;
 			}
-			c->auth_step = AUTH_STEP_MD5;
-			client_auth_request(c, AUTH_MD5, c->md5_salt, 4);
+			c->login->auth_step = AUTH_STEP_MD5;
+			client_auth_request(c, AUTH_MD5, c->login->md5_salt, 4);
 			return;
 		}
 		break;
@@ -420,18 +433,18 @@ static void client_start_auth(struct client *c)
 	default:
 		if (cred && !cred->have_scram && cred->have_md5) {
 			/* An md5 hash cannot answer SCRAM: fall back to md5. */
-			if (!auth_random(c->md5_salt, sizeof(c->md5_salt))) {
+			if (!auth_random(c->login->md5_salt, sizeof(c->login->md5_salt))) {
 				client_close(c, "no random bytes");
 				return;
 			}
-			c->auth_step = AUTH_STEP_MD5;
-			client_auth_request(c, AUTH_MD5, c->md5_salt, 4);
+			c->login->auth_step = AUTH_STEP_MD5;
+			client_auth_request(c, AUTH_MD5, c->login->md5_salt, 4);
 			return;
 		}
 		break;
 	}
-	c->auth_mock = !cred;
-	c->auth_step = AUTH_STEP_SASL;
+	c->login->auth_mock = !cred;
+	c->login->auth_step = AUTH_STEP_SASL;
 	static const char mech[] = SCRAM_MECHANISM "\0";
 	client_auth_request(c, AUTH_SASL, mech, sizeof(mech));
 }
@@ -439,7 +452,7 @@ static void client_start_auth(struct client *c)
 static void client_sasl_step(struct client *c, const uint8_t *msg, size_t len, bool initial)
 {
 	const struct config *cfg = worker_config(c->w);
-	const struct auth_cred *cred = c->auth_mock ? NULL : auth_lookup(&c->w->auth, cfg, c->user);
+	const struct auth_cred *cred = c->login->auth_mock ? NULL : auth_lookup(&c->w->auth, cfg, c->user);
 	struct scram_secret mock;
 	const struct scram_secret *sec;
 	if (cred && cred->have_scram) {
@@ -453,29 +466,25 @@ static void client_sasl_step(struct client *c, const uint8_t *msg, size_t len, b
 	enum scram_result res;
 	if (initial) {
 		uint8_t nonce[SCRAM_NONCE_RAW];
-		c->scram = calloc(1, sizeof(*c->scram));
-		if (!c->scram || !auth_random(nonce, sizeof(nonce))) {
+		if (!auth_random(nonce, sizeof(nonce))) {
 			client_close(c, "out of memory");
 			return;
 		}
-		res = scram_server_first(c->scram, sec, (const char *)msg, len, nonce, out, sizeof(out),
+		res = scram_server_first(&c->login->scram, sec, (const char *)msg, len, nonce, out, sizeof(out),
 					 &outlen);
 	} else {
-		res = scram_server_final(c->scram, sec, (const char *)msg, len, out, sizeof(out), &outlen);
+		res = scram_server_final(&c->login->scram, sec, (const char *)msg, len, out, sizeof(out), &outlen);
 	}
 	switch (res) {
 	case SCRAM_CONTINUE:
-		c->auth_step = AUTH_STEP_SASL_CONT;
+		c->login->auth_step = AUTH_STEP_SASL_CONT;
 		client_auth_request(c, AUTH_SASL_CONTINUE, out, outlen);
 		return;
 	case SCRAM_DONE:
-		if (c->auth_mock) {
+		if (c->login->auth_mock) {
 			client_auth_failed(c);
 			return;
 		}
-		explicit_bzero(c->scram, sizeof(*c->scram));
-		free(c->scram);
-		c->scram = NULL;
 		client_auth_request(c, AUTH_SASL_FINAL, out, outlen);
 		if (c->state != CL_CLOSED)
 			client_login_ok(c);
@@ -510,7 +519,7 @@ static enum sbuf_action client_handle_auth(struct client *c, const struct pkt_hd
 	reader_init(&r, body, blen);
 	const struct config *cfg = worker_config(c->w);
 
-	switch (c->auth_step) {
+	switch (c->login->auth_step) {
 	case AUTH_STEP_PASSWORD:
 	case AUTH_STEP_MD5: {
 		const char *pw = reader_cstr(&r);
@@ -518,12 +527,12 @@ static enum sbuf_action client_handle_auth(struct client *c, const struct pkt_hd
 			client_fail(c, ERR_PROTOCOL_VIOLATION, "invalid password packet");
 			return SB_CLOSED;
 		}
-		const struct auth_cred *cred = c->auth_mock ? NULL : auth_lookup(&c->w->auth, cfg, c->user);
+		const struct auth_cred *cred = c->login->auth_mock ? NULL : auth_lookup(&c->w->auth, cfg, c->user);
 		bool ok = false;
-		if (cred && c->auth_step == AUTH_STEP_PASSWORD)
+		if (cred && c->login->auth_step == AUTH_STEP_PASSWORD)
 			ok = auth_check_plain(cred, pw);
 		else if (cred && cred->have_md5)
-			ok = md5_check_response(cred->md5, c->md5_salt, pw);
+			ok = md5_check_response(cred->md5, c->login->md5_salt, pw);
 		if (!ok) {
 			client_auth_failed(c);
 			return SB_CLOSED;
@@ -608,6 +617,9 @@ void client_finish_login(struct client *c)
 		c->vars.items[i].reported = params_get(&p->defaults, c->vars.items[i].name) != NULL;
 	if (worker_config(c->w)->log_connections)
 		log_info("C-%llu: login %s/%s", (unsigned long long)c->id, c->database, c->user);
+	c->user = p->user;
+	c->database = p->db->name;
+	client_login_free(c);
 	client_set_state(c, CL_IDLE);
 	sbuf_start(&c->sb);
 	/* Bytes that arrived during login wait in the buffer: go on with them. */

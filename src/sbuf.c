@@ -22,8 +22,7 @@
 /* Keep a few spare buffers; free the rest so a burst does not pin memory. */
 #define IOBUF_FREELIST_MAX 64
 
-static void sbuf_read_cb(evutil_socket_t fd, short what, void *arg);
-static void sbuf_write_cb(evutil_socket_t fd, short what, void *arg);
+static void sbuf_event_cb(evutil_socket_t fd, short what, void *arg);
 static void sbuf_process(struct sbuf *sb);
 
 struct iobuf *iobuf_get(struct worker *w)
@@ -63,23 +62,48 @@ void sbuf_init(struct sbuf *sb, struct worker *w, int fd, const struct sbuf_ops 
 	sb->owner = owner;
 	sb->w = w;
 	sb->max_msg = (size_t)INT32_MAX;
-	event_assign(&sb->ev_read, w->base, fd, EV_READ | EV_PERSIST, sbuf_read_cb, sb);
-	event_assign(&sb->ev_write, w->base, fd, EV_WRITE, sbuf_write_cb, sb);
+}
+
+/*
+ * One event per connection, re-armed only when the wanted flags change:
+ * reading stays on in the common case, so a request/response costs no
+ * epoll_ctl at all; writability is asked for only while sends are blocked.
+ */
+static void sbuf_update_events(struct sbuf *sb)
+{
+	short want = (short)((sb->want_read ? EV_READ : 0) | (sb->want_write ? EV_WRITE : 0));
+	if (sb->fd < 0 || want == sb->ev_what)
+		return;
+	if (sb->ev_what)
+		event_del(&sb->ev);
+	sb->ev_what = want;
+	if (!want)
+		return;
+	event_assign(&sb->ev, sb->w->base, sb->fd, (short)(want | EV_PERSIST), sbuf_event_cb, sb);
+	event_add(&sb->ev, NULL);
 }
 
 static void sbuf_enable_read(struct sbuf *sb)
 {
-	if (!sb->reading && sb->fd >= 0) {
-		event_add(&sb->ev_read, NULL);
-		sb->reading = true;
+	if (!sb->want_read) {
+		sb->want_read = true;
+		sbuf_update_events(sb);
 	}
 }
 
 void sbuf_stop_reading(struct sbuf *sb)
 {
-	if (sb->reading) {
-		event_del(&sb->ev_read);
-		sb->reading = false;
+	if (sb->want_read) {
+		sb->want_read = false;
+		sbuf_update_events(sb);
+	}
+}
+
+static void sbuf_want_write(struct sbuf *sb, bool on)
+{
+	if (sb->want_write != on) {
+		sb->want_write = on;
+		sbuf_update_events(sb);
 	}
 }
 
@@ -231,7 +255,7 @@ blocked:
 		return false;
 	}
 	dst->blocked_src = src;
-	event_add(&dst->ev_write, NULL);
+	sbuf_want_write(dst, true);
 	sbuf_stop_reading(src);
 	src->paused = true;
 	return false;
@@ -245,7 +269,7 @@ bool sbuf_flush(struct sbuf *sb)
 			sb->ops->on_error(sb, "send failed");
 			return false;
 		}
-		event_add(&sb->ev_write, NULL);
+		sbuf_want_write(sb, true);
 		return false;
 	}
 	return true;
@@ -425,11 +449,8 @@ out:
 	sb->in_process = false;
 }
 
-static void sbuf_read_cb(evutil_socket_t fd, short what, void *arg)
+static void sbuf_on_readable(struct sbuf *sb)
 {
-	struct sbuf *sb = arg;
-	(void)fd;
-	(void)what;
 
 	for (int round = 0; round < READ_BUDGET; round++) {
 		if (!sb->io) {
@@ -460,7 +481,7 @@ static void sbuf_read_cb(evutil_socket_t fd, short what, void *arg)
 		sb->bytes_in += (uint64_t)n;
 		sb->last_activity_us = worker_now_us(sb->w);
 		sbuf_process(sb);
-		if (sb->fd < 0 || sb->paused || !sb->reading)
+		if (sb->fd < 0 || sb->paused || !sb->want_read)
 			return;
 		/* A short read means the socket is drained; TLS may still hold records. */
 		if ((size_t)n < space && !(sb->ssl && SSL_pending(sb->ssl) > 0))
@@ -468,18 +489,15 @@ static void sbuf_read_cb(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-static void sbuf_write_cb(evutil_socket_t fd, short what, void *arg)
+static void sbuf_on_writable(struct sbuf *dst)
 {
-	struct sbuf *dst = arg;
 	bool failed = false;
-	(void)fd;
-	(void)what;
-
+	sbuf_want_write(dst, false);
 	if (!sbuf_flush_out(dst, &failed)) {
 		if (failed)
 			dst->ops->on_error(dst, "send failed");
 		else
-			event_add(&dst->ev_write, NULL);
+			sbuf_want_write(dst, true);
 		return;
 	}
 	struct sbuf *src = dst->blocked_src;
@@ -491,6 +509,19 @@ static void sbuf_write_cb(evutil_socket_t fd, short what, void *arg)
 		if (src->fd >= 0 && !src->paused && !src->io)
 			sbuf_enable_read(src);
 	}
+}
+
+static void sbuf_event_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct sbuf *sb = arg;
+	(void)fd;
+	if (what & EV_WRITE) {
+		sbuf_on_writable(sb);
+		if (sb->fd < 0)
+			return; /* closed by the owner */
+	}
+	if ((what & EV_READ) && sb->want_read)
+		sbuf_on_readable(sb);
 }
 
 void sbuf_link(struct sbuf *a, struct sbuf *b)
@@ -515,12 +546,13 @@ void sbuf_close(struct sbuf *sb, bool keep_fd)
 	if (sb->peer)
 		sbuf_link(sb, NULL);
 	if (sb->fd >= 0) {
-		event_del(&sb->ev_read);
-		event_del(&sb->ev_write);
+		if (sb->ev_what)
+			event_del(&sb->ev);
 		if (!keep_fd)
 			close(sb->fd);
 	}
-	sb->reading = false;
+	sb->ev_what = 0;
+	sb->want_read = sb->want_write = false;
 	sb->fd = -1;
 	sbuf_discard_input(sb);
 	free(sb->out.data);
