@@ -59,7 +59,7 @@ struct runtime {
 	bool shutting_down;
 };
 
-/* Microseconds from a monotonic clock, cached per loop iteration by libevent. */
+/* Microseconds from a coarse monotonic clock (timeouts, ages; not for durations). */
 int64_t worker_now_us(struct worker *w);
 
 /* Make sure the closing lists are emptied after the current callback returns. */

@@ -4,7 +4,6 @@
  */
 #include <errno.h>
 #include <event2/event.h>
-#include <event2/thread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -114,10 +113,11 @@ int main(int argc, char **argv)
 		log_warn("%s", cfg->warnings[i]);
 
 	signal(SIGPIPE, SIG_IGN);
-	if (evthread_use_pthreads() != 0) {
-		fprintf(stderr, "berth: libevent thread support unavailable\n");
-		return 1;
-	}
+	/*
+	 * No evthread_use_pthreads(): each event_base is touched by its own thread
+	 * only (cancel helper threads never call libevent), so libevent's locks
+	 * would cost a mutex round trip per event operation for nothing.
+	 */
 
 	struct runtime rt = {.cfg = cfg, .config_path = (char *)path};
 	struct worker w;
