@@ -28,12 +28,13 @@
 #include "server.h"
 #include "upstream.h"
 
-#define AUTH_OK 0
-#define AUTH_CLEARTEXT 3
-#define AUTH_MD5 5
-#define AUTH_SASL 10
-#define AUTH_SASL_CONTINUE 11
-#define AUTH_SASL_FINAL 12
+/* Authentication request codes ("Message Formats": AuthenticationXXX). */
+#define AUTHREQ_OK 0
+#define AUTHREQ_CLEARTEXT 3
+#define AUTHREQ_MD5 5
+#define AUTHREQ_SASL 10
+#define AUTHREQ_SASL_CONTINUE 11
+#define AUTHREQ_SASL_FINAL 12
 
 static enum sbuf_action client_on_message(struct sbuf *sb, const struct pkt_hdr *hdr,
 					  const uint8_t *data, size_t avail);
@@ -414,7 +415,7 @@ static void client_start_auth(struct client *c)
 	case AUTH_PLAIN:
 		c->login->auth_mock = !cred;
 		c->login->auth_step = AUTH_STEP_PASSWORD;
-		client_auth_request(c, AUTH_CLEARTEXT, NULL, 0);
+		client_auth_request(c, AUTHREQ_CLEARTEXT, NULL, 0);
 		return;
 	case AUTH_MD5:
 		/* A SCRAM verifier cannot answer md5: use SCRAM, as PostgreSQL does. */
@@ -425,7 +426,7 @@ static void client_start_auth(struct client *c)
 				return;
 			}
 			c->login->auth_step = AUTH_STEP_MD5;
-			client_auth_request(c, AUTH_MD5, c->login->md5_salt, 4);
+			client_auth_request(c, AUTHREQ_MD5, c->login->md5_salt, 4);
 			return;
 		}
 		break;
@@ -438,7 +439,7 @@ static void client_start_auth(struct client *c)
 				return;
 			}
 			c->login->auth_step = AUTH_STEP_MD5;
-			client_auth_request(c, AUTH_MD5, c->login->md5_salt, 4);
+			client_auth_request(c, AUTHREQ_MD5, c->login->md5_salt, 4);
 			return;
 		}
 		break;
@@ -446,7 +447,7 @@ static void client_start_auth(struct client *c)
 	c->login->auth_mock = !cred;
 	c->login->auth_step = AUTH_STEP_SASL;
 	static const char mech[] = SCRAM_MECHANISM "\0";
-	client_auth_request(c, AUTH_SASL, mech, sizeof(mech));
+	client_auth_request(c, AUTHREQ_SASL, mech, sizeof(mech));
 }
 
 static void client_sasl_step(struct client *c, const uint8_t *msg, size_t len, bool initial)
@@ -478,14 +479,14 @@ static void client_sasl_step(struct client *c, const uint8_t *msg, size_t len, b
 	switch (res) {
 	case SCRAM_CONTINUE:
 		c->login->auth_step = AUTH_STEP_SASL_CONT;
-		client_auth_request(c, AUTH_SASL_CONTINUE, out, outlen);
+		client_auth_request(c, AUTHREQ_SASL_CONTINUE, out, outlen);
 		return;
 	case SCRAM_DONE:
 		if (c->login->auth_mock) {
 			client_auth_failed(c);
 			return;
 		}
-		client_auth_request(c, AUTH_SASL_FINAL, out, outlen);
+		client_auth_request(c, AUTHREQ_SASL_FINAL, out, outlen);
 		if (c->state != CL_CLOSED)
 			client_login_ok(c);
 		return;
@@ -566,7 +567,7 @@ static enum sbuf_action client_handle_auth(struct client *c, const struct pkt_hd
 static void client_login_ok(struct client *c)
 {
 	const struct config *cfg = worker_config(c->w);
-	client_auth_request(c, AUTH_OK, NULL, 0);
+	client_auth_request(c, AUTHREQ_OK, NULL, 0);
 	if (c->state == CL_CLOSED)
 		return;
 	const struct db_def *def = config_find_db(cfg, c->database);
