@@ -44,6 +44,8 @@ struct server {
 	char txn_status;              /* last ReadyForQuery status: 'I', 'T', 'E' */
 	bool release_after_flush;     /* transaction ended: back to the pool once sent */
 	bool drop_failed;             /* berth's own query failed */
+	char drop_error_code[6];      /* its SQLSTATE, passed on to the client it was for */
+	char drop_error_msg[160];     /* its message */
 	bool in_copy;                 /* CopyIn/CopyOut/CopyBoth in progress */
 };
 

@@ -333,6 +333,19 @@ static enum sbuf_action server_handle_own_reply(struct server *s, const struct p
 		s->txn_status = (char)data[PKT_HDR_LEN];
 		s->drop_rfq--;
 		if (s->drop_rfq == 0 && (s->drop_failed || s->txn_status != 'I')) {
+			struct client *c = s->client;
+			if (c && s->drop_failed) {
+				/*
+				 * The client's own settings were refused (e.g. a bad TimeZone in
+				 * its startup packet): it gets the server's error, as it would
+				 * at login on a direct connection.
+				 */
+				s->client = NULL;
+				c->server = NULL;
+				sbuf_link(&s->sb, NULL);
+				server_set_state(s, SV_IDLE); /* transient: closed right below */
+				client_fail(c, s->drop_error_code, "%s", s->drop_error_msg);
+			}
 			server_close(s, "berth's own query failed");
 			return SB_CLOSED;
 		}
@@ -358,9 +371,13 @@ static enum sbuf_action server_handle_own_reply(struct server *s, const struct p
 			return SB_SKIP;
 		if (avail < hdr->total_len)
 			return SB_NEED_FULL;
-		char msg[256];
-		error_message(data + PKT_HDR_LEN, hdr->total_len - PKT_HDR_LEN, msg, sizeof(msg));
-		log_warn("S-%llu: berth's own query failed: %s", (unsigned long long)s->id, msg);
+		error_message(data + PKT_HDR_LEN, hdr->total_len - PKT_HDR_LEN, s->drop_error_msg,
+			      sizeof(s->drop_error_msg));
+		if (!codec_error_sqlstate(data + PKT_HDR_LEN, hdr->total_len - PKT_HDR_LEN,
+					  s->drop_error_code))
+			memcpy(s->drop_error_code, ERR_INTERNAL, 6);
+		log_warn("S-%llu: berth's own query failed: %s", (unsigned long long)s->id,
+			 s->drop_error_msg);
 		s->drop_failed = true;
 		return SB_SKIP;
 	}
