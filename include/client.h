@@ -74,9 +74,11 @@ struct client {
 	const char *database;      /* login->database while logging in, then the pool's */
 	struct client_login *login; /* startup and auth state; freed once logged in */
 	struct param_list vars;    /* GUC values this client expects on its server */
+	struct param_list startup; /* values from the startup packet: what RESET returns to */
 	bool over_limit;           /* accepted past max_client_conn: refuse after startup */
 	uint32_t expected_rfq;     /* ReadyForQuery replies owed for requests sent */
 	bool unsynced;             /* sent extended-protocol messages without a Sync yet */
+	bool resync_pending;       /* sent SQL that may RESET settings: restore startup values after it */
 };
 
 /* Take an accepted, non-blocking socket. Refuses (after startup) past max_client_conn. */

@@ -43,6 +43,7 @@ struct server {
 	uint32_t drop_rfq;            /* replies to berth's own queries still to swallow */
 	char txn_status;              /* last ReadyForQuery status: 'I', 'T', 'E' */
 	bool release_after_flush;     /* transaction ended: back to the pool once sent */
+	bool resyncing;               /* berth's query restores the client's startup values */
 	bool drop_failed;             /* berth's own query failed */
 	char drop_error_code[6];      /* its SQLSTATE, passed on to the client it was for */
 	char drop_error_msg[160];     /* its message */

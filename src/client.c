@@ -26,6 +26,7 @@
 #include "pool.h"
 #include "runtime.h"
 #include "server.h"
+#include "sqlscan.h"
 #include "upstream.h"
 
 /* Authentication request codes ("Message Formats": AuthenticationXXX). */
@@ -180,6 +181,7 @@ void client_free(struct client *c)
 	list_del(&c->node);
 	list_del(&c->all_node);
 	params_clear(&c->vars);
+	params_clear(&c->startup);
 	c->w->n_clients--;
 	free(c);
 }
@@ -254,7 +256,8 @@ static bool client_add_var(void *arg, const char *name, const char *value)
 			return true;
 		p += m;
 	}
-	return params_set(&c->vars, name, value, false);
+	return params_set(&c->vars, name, value, false) &&
+	       params_set(&c->startup, name, value, false);
 }
 
 static void client_start_auth(struct client *c);
@@ -656,8 +659,39 @@ void client_server_lost(struct client *c, const char *why)
 	client_fail(c, ERR_CONNECTION_FAILURE, "server connection lost: %s", why);
 }
 
-static enum sbuf_action client_handle_request(struct client *c, const struct pkt_hdr *hdr)
+/*
+ * A client with startup settings may RESET or DISCARD them; the server would
+ * fall back to its own login values, not the client's. Spot such SQL in the
+ * Query or Parse text (when the whole message is at hand) so server.c can
+ * restore the client's values after it. Clients without startup settings,
+ * the common case under load generators, pay nothing.
+ */
+static void client_note_reset(struct client *c, const struct pkt_hdr *hdr, const uint8_t *data,
+			      size_t avail)
 {
+	if (c->startup.n == 0 || avail < hdr->total_len)
+		return;
+	const char *body = (const char *)data + PKT_HDR_LEN;
+	size_t len = hdr->total_len - PKT_HDR_LEN;
+	if (hdr->type == 'P') {
+		/* Parse: statement name, then the query text. */
+		const char *nul = memchr(body, 0, len);
+		if (!nul)
+			return;
+		len -= (size_t)(nul + 1 - body);
+		body = nul + 1;
+	}
+	if (sqlscan_may_reset_settings(body, len))
+		c->resync_pending = true;
+}
+
+static enum sbuf_action client_handle_request(struct client *c, const struct pkt_hdr *hdr,
+					      const uint8_t *data, size_t avail)
+{
+	/* Settings-reset spotting needs the whole text; short messages only. */
+	if ((hdr->type == 'Q' || hdr->type == 'P') && c->startup.n > 0 && avail < hdr->total_len &&
+	    hdr->total_len <= c->w->pkt_buf)
+		return SB_NEED_FULL;
 	if (hdr->type == 'X') {
 		/* Terminate: send what came before it, then leave. */
 		if (sbuf_has_pending(&c->sb) && c->sb.io && c->sb.io->sent < c->sb.io->parsed)
@@ -673,6 +707,8 @@ static enum sbuf_action client_handle_request(struct client *c, const struct pkt
 	}
 	switch (hdr->type) {
 	case 'Q': /* simple query: one ReadyForQuery ends it */
+		client_note_reset(c, hdr, data, avail);
+		/* fall through */
 	case 'F': /* function call */
 		c->expected_rfq++;
 		c->pool->query_count++;
@@ -682,6 +718,8 @@ static enum sbuf_action client_handle_request(struct client *c, const struct pkt
 		c->unsynced = false;
 		break;
 	case 'P':
+		client_note_reset(c, hdr, data, avail);
+		/* fall through */
 	case 'B':
 	case 'D':
 	case 'E':
@@ -707,7 +745,7 @@ static enum sbuf_action client_on_message(struct sbuf *sb, const struct pkt_hdr 
 		return client_handle_auth(c, hdr, data, avail);
 	case CL_IDLE:
 	case CL_ACTIVE:
-		return client_handle_request(c, hdr);
+		return client_handle_request(c, hdr, data, avail);
 	case CL_LOGIN_WAIT:
 	case CL_WAITING:
 		return SB_PAUSE;

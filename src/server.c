@@ -27,6 +27,7 @@ static enum sbuf_action server_on_message(struct sbuf *sb, const struct pkt_hdr 
 					  const uint8_t *data, size_t avail);
 static void server_on_error(struct sbuf *sb, const char *reason);
 static void server_on_flushed(struct sbuf *sb);
+static bool server_send_own_query(struct server *s, const char *sql, size_t n);
 
 static const struct sbuf_ops server_sbuf_ops = {
 	.on_message = server_on_message,
@@ -180,12 +181,8 @@ bool server_link_client(struct server *s, struct client *c)
 	s->synced_sig = c->vars.sig;
 	s->synced_valid = true;
 	if (n > 0) {
-		uint8_t hdr[PKT_HDR_LEN];
-		hdr[0] = 'Q';
-		be32_write(hdr + 1, (uint32_t)(n + 1 + 4));
-		if (!sbuf_queue(&s->sb, hdr, sizeof(hdr)) || !sbuf_queue(&s->sb, query, (size_t)n + 1))
+		if (!server_send_own_query(s, query, (size_t)n))
 			return false;
-		s->drop_rfq++;
 		log_debug("S-%llu: parameter sync for C-%llu: %s", (unsigned long long)s->id,
 			  (unsigned long long)c->id, query);
 	}
@@ -209,16 +206,10 @@ void server_client_gone(struct server *s)
 	}
 	bool reset = p->pool_mode == POOL_SESSION || cfg->server_reset_query_always;
 	if (reset && cfg->server_reset_query && cfg->server_reset_query[0]) {
-		const char *q = cfg->server_reset_query;
-		size_t n = strlen(q);
-		uint8_t hdr[PKT_HDR_LEN];
-		hdr[0] = 'Q';
-		be32_write(hdr + 1, (uint32_t)(n + 1 + 4));
-		if (!sbuf_queue(&s->sb, hdr, sizeof(hdr)) || !sbuf_queue(&s->sb, q, n + 1)) {
+		if (!server_send_own_query(s, cfg->server_reset_query, strlen(cfg->server_reset_query))) {
 			server_close(s, "out of memory");
 			return;
 		}
-		s->drop_rfq++;
 		server_set_state(s, SV_RESETTING);
 		sbuf_flush(&s->sb);
 		return;
@@ -260,6 +251,25 @@ static void server_on_error(struct sbuf *sb, const char *reason)
 	server_close(sb->owner, reason);
 }
 
+/* Transaction mode: may the client's link end here? */
+static bool server_may_release(const struct server *s, const struct client *c)
+{
+	return s->pool->pool_mode == POOL_TRANSACTION && s->txn_status == 'I' && s->drop_rfq == 0 &&
+	       c->expected_rfq == 0 && !c->unsynced && !c->resync_pending;
+}
+
+/* End the client's link and put the server back in the pool. */
+static void server_release(struct server *s)
+{
+	struct client *c = s->client;
+	c->server = NULL;
+	s->client = NULL;
+	sbuf_link(&s->sb, NULL);
+	client_set_state(c, CL_IDLE);
+	server_set_state(s, SV_IDLE);
+	pool_server_ready(s->pool, s);
+}
+
 /* The transaction ended and its bytes left: back to the pool. */
 static void server_on_flushed(struct sbuf *sb)
 {
@@ -268,15 +278,61 @@ static void server_on_flushed(struct sbuf *sb)
 		return;
 	s->release_after_flush = false;
 	struct client *c = s->client;
-	if (!c || c->expected_rfq != 0 || c->unsynced || s->txn_status != 'I' ||
-	    sbuf_has_pending(&c->sb))
+	if (!c || !server_may_release(s, c) || sbuf_has_pending(&c->sb))
 		return; /* the client sent more meanwhile: keep the link */
-	c->server = NULL;
-	s->client = NULL;
-	sbuf_link(&s->sb, NULL);
-	client_set_state(c, CL_IDLE);
-	server_set_state(s, SV_IDLE);
-	pool_server_ready(s->pool, s);
+	server_release(s);
+}
+
+/* Queue a query whose replies berth swallows, ahead of anything the client sends next. */
+static bool server_send_own_query(struct server *s, const char *sql, size_t n)
+{
+	uint8_t hdr[PKT_HDR_LEN];
+	hdr[0] = 'Q';
+	be32_write(hdr + 1, (uint32_t)(n + 1 + 4));
+	if (!sbuf_queue(&s->sb, hdr, sizeof(hdr)) || !sbuf_queue(&s->sb, sql, n + 1))
+		return false;
+	s->drop_rfq++;
+	return true;
+}
+
+/*
+ * The client ran SQL that may have RESET its settings: on a direct connection
+ * they fall back to its startup values, here they fell back to the server's
+ * login values. Put the startup values back where the server now shows its
+ * default (a value the client SET since stays), and every startup value the
+ * server does not report (berth cannot see those change). The query's
+ * ParameterStatus replies reach the client, so its view ends right too.
+ */
+static bool server_resync_client(struct server *s, struct client *c)
+{
+	struct pool *p = s->pool;
+	c->resync_pending = false;
+	for (size_t i = 0; i < c->startup.n; i++) {
+		const struct param *st = &c->startup.items[i];
+		const char *def = params_get(&p->defaults, st->name);
+		if (!def) {
+			params_remove(&s->vars, st->name); /* unknown now: set it again */
+		} else {
+			const char *now = params_get(&s->vars, st->name);
+			if (now && strcmp(now, def) != 0)
+				continue; /* not reset */
+		}
+		if (!params_set(&c->vars, st->name, st->value, def != NULL))
+			return false;
+	}
+	char query[SYNC_QUERY_MAX];
+	int n = params_build_sync(&c->vars, &s->vars, &p->defaults, query, sizeof(query));
+	if (n < 0)
+		return false;
+	s->synced_sig = c->vars.sig;
+	s->synced_valid = true;
+	if (n == 0)
+		return true;
+	if (!server_send_own_query(s, query, (size_t)n))
+		return false;
+	s->resyncing = true;
+	sbuf_flush(&s->sb);
+	return true;
 }
 
 /* Copy an ErrorResponse's message field for a log line. */
@@ -310,7 +366,7 @@ static bool server_note_parameter(struct server *s, const uint8_t *data, size_t 
 		return false;
 	if (!params_set(&s->vars, name, value, true))
 		return false;
-	if (s->client && s->drop_rfq == 0) {
+	if (s->client && (s->drop_rfq == 0 || s->resyncing)) {
 		/* The client caused it: both sides change alike and still match. */
 		if (!params_set(&s->client->vars, name, value, true))
 			return false;
@@ -349,6 +405,17 @@ static enum sbuf_action server_handle_own_reply(struct server *s, const struct p
 			server_close(s, "berth's own query failed");
 			return SB_CLOSED;
 		}
+		if (s->drop_rfq == 0 && s->resyncing) {
+			s->resyncing = false;
+			struct client *c = s->client;
+			if (c && server_may_release(s, c) && !sbuf_has_pending(&c->sb)) {
+				/* Release once the forwarded ParameterStatus messages left. */
+				if (s->sb.io && s->sb.io->sent < s->sb.io->parsed)
+					s->release_after_flush = true;
+				else
+					server_release(s);
+			}
+		}
 		if (s->drop_rfq == 0 && s->state == SV_RESETTING) {
 			const char *q = worker_config(s->pool->w)->server_reset_query;
 			if (q && (strcasestr(q, "DISCARD ALL") || strcasestr(q, "RESET ALL")))
@@ -365,7 +432,8 @@ static enum sbuf_action server_handle_own_reply(struct server *s, const struct p
 			server_close(s, "bad ParameterStatus");
 			return SB_CLOSED;
 		}
-		return SB_SKIP;
+		/* A restored startup value: the client sees it change back, as after RESET. */
+		return s->resyncing && s->client ? SB_FORWARD : SB_SKIP;
 	case 'E': {
 		if (hdr->total_len > s->sb.w->pkt_buf)
 			return SB_SKIP;
@@ -436,8 +504,12 @@ static enum sbuf_action server_on_message(struct sbuf *sb, const struct pkt_hdr 
 			c->expected_rfq--;
 		if (s->txn_status == 'I')
 			s->pool->xact_count++;
-		if (s->pool->pool_mode == POOL_TRANSACTION && s->txn_status == 'I' &&
-		    c->expected_rfq == 0 && !c->unsynced)
+		if (c->resync_pending && c->expected_rfq == 0 && !c->unsynced &&
+		    !server_resync_client(s, c)) {
+			server_close(s, "out of memory");
+			return SB_CLOSED;
+		}
+		if (server_may_release(s, c))
 			s->release_after_flush = true;
 		return SB_FORWARD;
 	case 'S':
