@@ -10,7 +10,7 @@ mode=${1:-run}
 
 DEB_PKGS="build-essential autoconf automake libtool pkg-config libevent-dev libpq-dev libssl-dev
  libcmocka-dev libidn-dev postgresql-15 postgresql-client-15 postgresql-contrib python3 python3-psycopg
- python3-pytest pgbouncer passwd util-linux nodejs npm"
+ python3-pytest python3-psycopg-pool pgbouncer passwd util-linux nodejs npm"
 
 install_packages() {
 	local missing=()
