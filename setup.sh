@@ -46,6 +46,12 @@ install_packages
 build
 case "$mode" in
 run) exec ./scripts/berth-up ;;
-check) exec make -j"$(nproc)" check ;;
+check)
+	rc=0
+	make -j"$(nproc)" check || rc=$?
+	[ "$rc" = 0 ] || { [ -f test-suite.log ] && cat test-suite.log; }
+	./scripts/test-summary
+	exit "$rc"
+	;;
 *) echo "usage: $0 run|check" >&2; exit 2 ;;
 esac
