@@ -13,6 +13,7 @@
 
 #include "list.h"
 #include "params.h"
+#include "pstmt.h"
 #include "sbuf.h"
 #include "scram.h"
 
@@ -76,9 +77,12 @@ struct client {
 	struct param_list vars;    /* GUC values this client expects on its server */
 	struct param_list startup; /* values from the startup packet: what RESET returns to */
 	bool over_limit;           /* accepted past max_client_conn: refuse after startup */
-	uint32_t expected_rfq;     /* ReadyForQuery replies owed for requests sent */
-	bool unsynced;             /* sent extended-protocol messages without a Sync yet */
+	struct client_stmts stmts; /* its prepared statements (transaction mode) */
 	bool resync_pending;       /* sent SQL that may RESET settings: restore startup values after it */
+	bool probe_wanted;         /* sent SQL that may hold session state: check before release */
+	bool pinned;               /* the session holds state: keep this server across transactions */
+	bool pin_logged;           /* the warning about pinning was logged */
+	bool skip_until_sync;      /* berth answered with an error: skip requests up to Sync */
 };
 
 /* Take an accepted, non-blocking socket. Refuses (after startup) past max_client_conn. */
@@ -89,6 +93,8 @@ void client_link_server(struct client *c, struct server *s);
 void client_finish_login(struct client *c);
 /* Fail with an ErrorResponse and close (never frees now: deferred). */
 void client_fail(struct client *c, const char *sqlstate, const char *fmt, ...) BERTH_PRINTF(3, 4);
+/* A renamed Parse failed: forget the client's name for statement id. */
+void client_forget_stmt_id(struct client *c, uint32_t id);
 /* Close without a message. */
 void client_close(struct client *c, const char *reason);
 /* The linked server went away (server.c has already unlinked). */

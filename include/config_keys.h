@@ -70,6 +70,10 @@ CONFIG_KEY(ignore_startup_parameters, CT_STRING, "", 0, 0, CF_RELOAD,
 	   "Comma list of startup parameters accepted from clients and not applied.")
 CONFIG_KEY(track_extra_parameters, CT_STRING, "IntervalStyle", 0, 0, CF_RELOAD,
 	   "Comma list of server-reported parameters tracked per client besides the built-in ones.")
+CONFIG_KEY(max_prepared_statements, CT_INT, "200", 0, 100000, CF_RELOAD,
+	   "Transaction mode: prepared statements kept per server connection (least recently used closed); 0 = pass named statements through untouched.")
+CONFIG_KEY(pin_session_state, CT_BOOL, "1", 0, 1, CF_RELOAD,
+	   "Transaction mode: keep a client on its server connection while the session holds state (advisory locks, LISTEN, session SET, temp tables, ...).")
 CONFIG_KEY(pkt_buf, CT_SIZE, "16384", 4096, 1048576, CF_RESTART,
 	   "Size of the I/O buffer a busy connection borrows.")
 CONFIG_KEY(max_packet_size, CT_SIZE, "2147483647", 9, 2147483647, CF_RELOAD,

@@ -14,6 +14,7 @@
 
 #include "auth.h"
 #include "list.h"
+#include "pstmt.h"
 
 struct config;
 struct iobuf;
@@ -44,6 +45,7 @@ struct worker {
 	struct list closing_servers; /* SV_CLOSED: ditto */
 	struct list all_clients;    /* every client, for cancel lookup */
 	struct auth_cache auth;     /* derived secrets per user */
+	struct pstmt_registry pstmts; /* distinct prepared statements, shared by all servers */
 	uint64_t next_id;           /* ids for log lines */
 	struct event ev_reap;       /* activated to free the closing list */
 	struct event ev_janitor;    /* periodic timeouts */

@@ -36,7 +36,10 @@ struct iobuf {
 enum sbuf_action {
 	SB_FORWARD = 0, /* send the whole message to the peer, reading no more of it */
 	SB_SKIP,        /* drop the whole message */
-	SB_NEED_FULL,   /* call again once the whole message is in the buffer */
+	SB_SKIP_PREFIX, /* drop sb->prefix_skip bytes, forward the rest (a rewritten prefix) */
+	SB_NEED_FULL,   /* call again once the whole message is at hand (larger than
+			 * pkt_buf: assembled in a counted, allocated slow-path buffer;
+			 * then only SB_FORWARD, SB_SKIP and SB_PAUSE are allowed) */
 	SB_FLUSH,       /* send what is pending first, then call again for this message */
 	SB_PAUSE,       /* stop here; the owner calls sbuf_resume() later */
 	SB_CLOSED,      /* the owner closed the connection: touch nothing */
@@ -73,6 +76,11 @@ struct sbuf {
 	struct sbuf *blocked_src;  /* peer whose forwarded bytes wait for our socket */
 	size_t fwd_left;           /* rest of a message being forwarded across reads */
 	size_t skip_left;          /* rest of a message being dropped across reads */
+	size_t fwd_after_skip;     /* forward this much once skip_left is done (prefix rewrite) */
+	size_t prefix_skip;        /* set by the owner with SB_SKIP_PREFIX */
+	uint8_t *big;              /* slow path: a message larger than pkt_buf being assembled */
+	size_t big_have;           /* bytes of it so far */
+	struct pkt_hdr big_hdr;
 	size_t max_msg;            /* longest message accepted (max_packet_size) */
 	struct obuf out;           /* berth-made bytes for this socket, sent before forwarded ones */
 	const struct sbuf_ops *ops;

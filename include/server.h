@@ -11,6 +11,8 @@
 
 #include "list.h"
 #include "params.h"
+#include "pstmt.h"
+#include "replyq.h"
 #include "sbuf.h"
 
 struct client;
@@ -40,14 +42,15 @@ struct server {
 	struct param_list vars;       /* values on this server session */
 	uint64_t synced_sig;          /* signature of the client wishes it matches exactly */
 	bool synced_valid;            /* synced_sig holds: nothing changed the session since */
-	uint32_t drop_rfq;            /* replies to berth's own queries still to swallow */
+	struct replyq q;              /* replies expected, in request order */
+	struct server_stmts stmts;    /* shared prepared statements on this session */
 	char txn_status;              /* last ReadyForQuery status: 'I', 'T', 'E' */
 	bool release_after_flush;     /* transaction ended: back to the pool once sent */
-	bool resyncing;               /* berth's query restores the client's startup values */
-	bool drop_failed;             /* berth's own query failed */
-	char drop_error_code[6];      /* its SQLSTATE, passed on to the client it was for */
-	char drop_error_msg[160];     /* its message */
-	bool in_copy;                 /* CopyIn/CopyOut/CopyBoth in progress */
+	bool skip_until_sync;         /* an error made the server skip requests until Sync */
+	bool stmt_cache_stale;        /* a cached plan went stale (0A000): deallocate when free */
+	bool own_failed;              /* berth's own query failed */
+	char own_error_code[6];       /* its SQLSTATE, passed on to the client it was for */
+	char own_error_msg[160];      /* its message */
 };
 
 /* Start a new server connection for pool (state SV_CONNECTING). */
@@ -63,6 +66,20 @@ void server_close(struct server *s, const char *reason);
 void server_set_state(struct server *s, enum server_state st);
 const char *server_state_name(enum server_state st);
 void server_free(struct server *s);
+/* Queue the expected reply of a request about to be sent (client.c). Takes msg. */
+bool server_push(struct server *s, enum req_kind kind, uint8_t sub, uint32_t id, uint8_t *msg)
+	BERTH_MUSTCHECK;
+/*
+ * Make sure the shared statement is prepared on this session, queuing berth's
+ * own Parse (and Close of the least recently used one past max_cached) ahead
+ * of the client's next bytes. Call only with no client bytes pending.
+ */
+bool server_ensure_stmt(struct server *s, const struct pstmt *ps, uint32_t max_cached)
+	BERTH_MUSTCHECK;
+/* Send replies berth makes that are due now; false on out of memory. */
+bool server_drain_synth(struct server *s) BERTH_MUSTCHECK;
+/* Replies parsed but not yet sent to the client? */
+bool server_has_output_pending(const struct server *s);
 /* Janitor: idle timeout, lifetime. */
 void server_check_timeouts(struct server *s, int64_t now_us);
 

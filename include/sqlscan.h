@@ -1,7 +1,9 @@
 /*
  * sqlscan.h - a small, fast look at SQL text the pooler already holds (a
- * simple Query or a Parse). Not a parser: it finds keywords outside quotes
- * and comments, enough to know when a statement touches session state.
+ * simple Query or a Parse). Not a parser: it splits statements at ';'
+ * outside quotes and comments, looks at each statement's first words, and
+ * spots advisory-lock functions anywhere. Enough to know when a statement
+ * touches session state; false positives only cost a check.
  */
 #ifndef BERTH_SQLSCAN_H
 #define BERTH_SQLSCAN_H
@@ -9,11 +11,19 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+enum sqlscan_flag {
+	SQL_RESETS_SETTINGS = 1 << 0,  /* RESET, DISCARD, SET ... TO DEFAULT */
+	SQL_SESSION_STATE = 1 << 1,    /* SET (not LOCAL), LISTEN, UNLISTEN, temp tables,
+					* advisory locks, PREPARE, DECLARE, SET ROLE...: check after */
+	SQL_DDL = 1 << 2,              /* ALTER, DROP, CREATE, COMMENT...: plans may be stale */
+	SQL_DROPS_STATEMENTS = 1 << 3, /* DISCARD ALL/PLANS, DEALLOCATE ALL: server forgets statements */
+	SQL_DEALLOCATE_NAME = 1 << 4,  /* DEALLOCATE name: the name is returned */
+};
+
 /*
- * True if the text may reset run-time parameters to their session defaults:
- * it has RESET, DISCARD or DEFAULT as a word outside string literals, quoted
- * identifiers and comments. False positives only cost a re-sync.
+ * Classify sql[0..len) into a set of enum sqlscan_flag. dealloc_name (may be
+ * NULL) receives the statement name of the first DEALLOCATE <name>.
  */
-bool sqlscan_may_reset_settings(const char *sql, size_t len);
+unsigned sqlscan_classify(const char *sql, size_t len, char *dealloc_name, size_t namelen);
 
 #endif

@@ -25,6 +25,8 @@
 #include "log.h"
 #include "pool.h"
 #include "runtime.h"
+#include "pstmt.h"
+#include "replyq.h"
 #include "server.h"
 #include "sqlscan.h"
 #include "upstream.h"
@@ -182,6 +184,7 @@ void client_free(struct client *c)
 	list_del(&c->all_node);
 	params_clear(&c->vars);
 	params_clear(&c->startup);
+	client_stmts_clear(&c->stmts, &c->w->pstmts);
 	c->w->n_clients--;
 	free(c);
 }
@@ -638,8 +641,6 @@ void client_link_server(struct client *c, struct server *s)
 	BERTH_ASSERT(!c->server);
 	c->server = s;
 	sbuf_link(&c->sb, &s->sb);
-	c->expected_rfq = 0;
-	c->unsynced = false;
 	if (!server_link_client(s, c)) {
 		c->server = NULL;
 		sbuf_link(&c->sb, NULL);
@@ -659,79 +660,358 @@ void client_server_lost(struct client *c, const char *why)
 	client_fail(c, ERR_CONNECTION_FAILURE, "server connection lost: %s", why);
 }
 
-/*
- * A client with startup settings may RESET or DISCARD them; the server would
- * fall back to its own login values, not the client's. Spot such SQL in the
- * Query or Parse text (when the whole message is at hand) so server.c can
- * restore the client's values after it. Clients without startup settings,
- * the common case under load generators, pay nothing.
- */
-static void client_note_reset(struct client *c, const struct pkt_hdr *hdr, const uint8_t *data,
-			      size_t avail)
+void client_forget_stmt_id(struct client *c, uint32_t id)
 {
-	if (c->startup.n == 0 || avail < hdr->total_len)
-		return;
-	const char *body = (const char *)data + PKT_HDR_LEN;
-	size_t len = hdr->total_len - PKT_HDR_LEN;
-	if (hdr->type == 'P') {
-		/* Parse: statement name, then the query text. */
-		const char *nul = memchr(body, 0, len);
-		if (!nul)
-			return;
-		len -= (size_t)(nul + 1 - body);
-		body = nul + 1;
+	/* Rare path (a renamed Parse failed): walk this client's names. */
+	struct client_stmts *cs = &c->stmts;
+	for (size_t i = 0; i < cs->n_buckets; i++) {
+		for (struct client_stmt *e = cs->buckets[i]; e; e = e->next) {
+			if (e->ps->id == id) {
+				client_stmt_del(cs, &c->w->pstmts, e->name);
+				return;
+			}
+		}
 	}
-	if (sqlscan_may_reset_settings(body, len))
+}
+
+/* Bytes parsed from this client and not yet sent to its server? */
+static bool client_output_pending(const struct client *c)
+{
+	return c->sb.io && c->sb.io->sent < c->sb.io->parsed;
+}
+
+/* Transaction mode with shared prepared statements? */
+static bool client_shares_stmts(const struct client *c)
+{
+	return c->pool->pool_mode == POOL_TRANSACTION &&
+	       worker_config(c->w)->max_prepared_statements > 0;
+}
+
+/*
+ * Answer a request with an error of berth's own, in its place among the
+ * replies, and skip the client's messages up to its Sync as the server would
+ * ("Extended Query": error recovery).
+ */
+static enum sbuf_action client_extended_error(struct client *c, const char *sqlstate,
+					      const char *fmt, const char *name)
+{
+	char msg[256];
+	uint8_t buf[400];
+	struct pkt_writer wr;
+	snprintf(msg, sizeof(msg), fmt, name);
+	writer_init(&wr, buf, sizeof(buf));
+	codec_write_error(&wr, 'E', "ERROR", sqlstate, msg);
+	uint8_t *copy = writer_ok(&wr) ? malloc(wr.len) : NULL;
+	if (!copy) {
+		client_close(c, "out of memory");
+		return SB_CLOSED;
+	}
+	memcpy(copy, buf, wr.len);
+	if (!server_push(c->server, REQ_SYNTH, 'E', 0, copy) || !server_drain_synth(c->server)) {
+		client_close(c, "out of memory");
+		return SB_CLOSED;
+	}
+	c->skip_until_sync = true;
+	return SB_SKIP;
+}
+
+/* A reply berth makes itself (ParseComplete, CloseComplete), in order. */
+static enum sbuf_action client_synth_reply(struct client *c, uint8_t type)
+{
+	if (!server_push(c->server, REQ_SYNTH, type, 0, NULL) || !server_drain_synth(c->server)) {
+		client_close(c, "out of memory");
+		return SB_CLOSED;
+	}
+	return SB_SKIP;
+}
+
+/*
+ * Look at SQL text for what the pooler must know: settings RESET (restore
+ * the client's startup values), session state (check whether to pin), DDL
+ * (later Parses are planned afresh), statements dropped on the server.
+ */
+static void client_classify_sql(struct client *c, const char *sql, size_t len)
+{
+	bool txmode = c->pool->pool_mode == POOL_TRANSACTION;
+	if (!txmode && c->startup.n == 0)
+		return;
+	char name[64] = "";
+	unsigned f = sqlscan_classify(sql, len, name, sizeof(name));
+	if (!f)
+		return;
+	if ((f & SQL_RESETS_SETTINGS) && c->startup.n > 0)
 		c->resync_pending = true;
+	if (!txmode)
+		return;
+	if (f & SQL_SESSION_STATE)
+		c->probe_wanted = true;
+	if (client_shares_stmts(c)) {
+		if (f & SQL_DDL)
+			pstmt_new_epoch(&c->w->pstmts);
+		if (f & SQL_DROPS_STATEMENTS) {
+			/* The server forgets every prepared statement, the client's too. */
+			server_stmts_clear(&c->server->stmts);
+			client_stmts_clear(&c->stmts, &c->w->pstmts);
+		}
+		if ((f & SQL_DEALLOCATE_NAME) && name[0])
+			client_stmt_del(&c->stmts, &c->w->pstmts, name);
+	}
+}
+
+/* Query text of a Parse body (after the statement name); NULL if malformed. */
+static const char *parse_query_text(const uint8_t *body, size_t len, size_t *textlen)
+{
+	const uint8_t *nul = memchr(body, 0, len);
+	if (!nul)
+		return NULL;
+	const char *q = (const char *)nul + 1;
+	size_t rest = len - (size_t)(nul + 1 - body);
+	const char *qend = memchr(q, 0, rest);
+	if (!qend)
+		return NULL;
+	*textlen = (size_t)(qend - q);
+	return q;
+}
+
+static enum sbuf_action client_handle_parse(struct client *c, const struct pkt_hdr *hdr,
+					    const uint8_t *data, size_t avail)
+{
+	struct server *s = c->server;
+	bool whole = avail >= hdr->total_len;
+	const uint8_t *body = data + PKT_HDR_LEN;
+	size_t blen = hdr->total_len - PKT_HDR_LEN;
+	bool named = avail > PKT_HDR_LEN && body[0] != 0;
+
+	if (!named || !client_shares_stmts(c)) {
+		/* Unnamed, or session mode: passes through; read its text when at hand. */
+		if (whole) {
+			size_t tl;
+			const char *q = parse_query_text(body, blen, &tl);
+			if (q)
+				client_classify_sql(c, q, tl);
+		}
+		if (!server_push(s, REQ_PARSE, 0, 0, NULL))
+			goto oom;
+		return SB_FORWARD;
+	}
+	if (!whole)
+		return SB_NEED_FULL;
+	const char *name = (const char *)body;
+	size_t nlen = strnlen(name, blen);
+	size_t tl;
+	const char *q = parse_query_text(body, blen, &tl);
+	if (nlen == blen || !q) {
+		client_fail(c, ERR_PROTOCOL_VIOLATION, "invalid Parse message");
+		return SB_CLOSED;
+	}
+	if (client_stmt_get(&c->stmts, name))
+		return client_extended_error(c, "42P05", "prepared statement \"%s\" already exists",
+					     name);
+	if (client_output_pending(c))
+		return SB_FLUSH; /* berth's messages must follow what came before */
+	client_classify_sql(c, q, tl);
+	struct pstmt *ps = pstmt_intern(&c->w->pstmts, body + nlen + 1, blen - nlen - 1);
+	if (!ps)
+		goto oom;
+	if (!client_stmt_put(&c->stmts, name, ps)) {
+		pstmt_unref(&c->w->pstmts, ps);
+		goto oom;
+	}
+	if (server_stmt_has(&s->stmts, ps->id))
+		return client_synth_reply(c, '1'); /* already prepared on this session */
+	if (!server_ensure_stmt(s, ps, (uint32_t)worker_config(c->w)->max_prepared_statements))
+		goto oom;
+	/* The client sees the ParseComplete of berth's Parse as its own. */
+	s->q.ring[(s->q.head + s->q.n - 1) & (s->q.cap - 1)].kind = REQ_PARSE;
+	sbuf_flush(&s->sb);
+	return SB_SKIP;
+oom:
+	client_close(c, "out of memory");
+	return SB_CLOSED;
+}
+
+/*
+ * Bind or Describe of a named statement: make sure the shared statement is on
+ * this session, then send the message with the server-side name. Bind keeps
+ * its parameters: only the prefix is rewritten, the rest is forwarded as is.
+ */
+static enum sbuf_action client_handle_named(struct client *c, const struct pkt_hdr *hdr,
+					    const uint8_t *data, size_t avail)
+{
+	struct server *s = c->server;
+	const uint8_t *body = data + PKT_HDR_LEN;
+	size_t have = avail < hdr->total_len ? avail : hdr->total_len;
+	size_t bavail = have - PKT_HDR_LEN;
+	bool bind = hdr->type == 'B';
+	enum req_kind kind = bind ? REQ_BIND : REQ_DESCRIBE_STMT;
+
+	/* The prefix: Bind = portal, statement; Describe = 'S'/'P', name. */
+	size_t lead; /* bytes before the statement name */
+	if (bind) {
+		const uint8_t *nul = bavail ? memchr(body, 0, bavail) : NULL;
+		if (!nul)
+			goto need_more;
+		lead = (size_t)(nul + 1 - body);
+	} else {
+		if (bavail < 1)
+			goto need_more;
+		if (body[0] == 'P') {
+			if (!server_push(s, REQ_DESCRIBE_PORTAL, 0, 0, NULL))
+				goto oom;
+			return SB_FORWARD;
+		}
+		lead = 1;
+	}
+	const uint8_t *nul = lead < bavail ? memchr(body + lead, 0, bavail - lead) : NULL;
+	if (!nul)
+		goto need_more;
+	const char *name = (const char *)body + lead;
+	size_t prefix = PKT_HDR_LEN + (size_t)(nul + 1 - body); /* header through the name */
+	if (!name[0] || !client_shares_stmts(c)) {
+		if (!server_push(s, kind, 0, 0, NULL))
+			goto oom;
+		return SB_FORWARD;
+	}
+	struct pstmt *ps = client_stmt_get(&c->stmts, name);
+	if (!ps)
+		return client_extended_error(c, "26000", "prepared statement \"%s\" does not exist",
+					     name);
+	if (client_output_pending(c))
+		return SB_FLUSH;
+	if (!server_ensure_stmt(s, ps, (uint32_t)worker_config(c->w)->max_prepared_statements))
+		goto oom;
+	char sname[PSTMT_NAME_MAX];
+	pstmt_server_name(ps->id, sname);
+	size_t snlen = strlen(sname) + 1;
+	size_t new_total = hdr->total_len - prefix + PKT_HDR_LEN + lead + snlen;
+	uint8_t head[PKT_HDR_LEN];
+	head[0] = hdr->type;
+	be32_write(head + 1, (uint32_t)(new_total - 1));
+	if (!sbuf_queue(&s->sb, head, sizeof(head)) || !sbuf_queue(&s->sb, body, lead) ||
+	    !sbuf_queue(&s->sb, sname, snlen) || !server_push(s, kind, 0, 0, NULL))
+		goto oom;
+	if (c->sb.big) {
+		/* Slow path: the whole message is in hand; send the rest as a copy. */
+		if (!sbuf_queue(&s->sb, data + prefix, hdr->total_len - prefix))
+			goto oom;
+		sbuf_flush(&s->sb);
+		return SB_SKIP;
+	}
+	if (prefix == hdr->total_len) {
+		sbuf_flush(&s->sb);
+		return SB_SKIP;
+	}
+	c->sb.prefix_skip = prefix;
+	return SB_SKIP_PREFIX;
+need_more:
+	if (avail >= hdr->total_len) {
+		client_fail(c, ERR_PROTOCOL_VIOLATION, "invalid %s message", bind ? "Bind" : "Describe");
+		return SB_CLOSED;
+	}
+	return SB_NEED_FULL;
+oom:
+	client_close(c, "out of memory");
+	return SB_CLOSED;
+}
+
+static enum sbuf_action client_handle_close(struct client *c, const struct pkt_hdr *hdr,
+					    const uint8_t *data, size_t avail)
+{
+	if (!client_shares_stmts(c) || (avail > PKT_HDR_LEN && data[PKT_HDR_LEN] != 'S')) {
+		if (!server_push(c->server, REQ_CLOSE, 0, 0, NULL))
+			goto oom;
+		return SB_FORWARD;
+	}
+	if (avail < hdr->total_len)
+		return SB_NEED_FULL;
+	const char *name = (const char *)data + PKT_HDR_LEN + 1;
+	size_t maxlen = hdr->total_len - PKT_HDR_LEN - 1;
+	if (!maxlen || strnlen(name, maxlen) == maxlen) {
+		client_fail(c, ERR_PROTOCOL_VIOLATION, "invalid Close message");
+		return SB_CLOSED;
+	}
+	if (!name[0]) {
+		if (!server_push(c->server, REQ_CLOSE, 0, 0, NULL))
+			goto oom;
+		return SB_FORWARD;
+	}
+	/* Only this client's name goes; the shared statement stays for others. */
+	client_stmt_del(&c->stmts, &c->w->pstmts, name);
+	return client_synth_reply(c, '3');
+oom:
+	client_close(c, "out of memory");
+	return SB_CLOSED;
 }
 
 static enum sbuf_action client_handle_request(struct client *c, const struct pkt_hdr *hdr,
 					      const uint8_t *data, size_t avail)
 {
-	/* Settings-reset spotting needs the whole text; short messages only. */
-	if ((hdr->type == 'Q' || hdr->type == 'P') && c->startup.n > 0 && avail < hdr->total_len &&
-	    hdr->total_len <= c->w->pkt_buf)
-		return SB_NEED_FULL;
-	if (hdr->type == 'X') {
+	uint8_t t = hdr->type;
+	if (t == 'X') {
 		/* Terminate: send what came before it, then leave. */
-		if (sbuf_has_pending(&c->sb) && c->sb.io && c->sb.io->sent < c->sb.io->parsed)
+		if (client_output_pending(c))
 			return SB_FLUSH;
 		client_close(c, "client terminated");
 		return SB_CLOSED;
 	}
+	/* SQL text is read when the whole Query is at hand and fits a buffer. */
+	bool txmode = c->pool->pool_mode == POOL_TRANSACTION;
+	if (t == 'Q' && (txmode || c->startup.n > 0) && avail < hdr->total_len &&
+	    hdr->total_len <= c->w->pkt_buf)
+		return SB_NEED_FULL;
 	if (!c->server) {
 		if (!pool_request_server(c->pool, c))
 			return c->state == CL_CLOSED ? SB_CLOSED : SB_PAUSE;
 		if (c->state == CL_CLOSED)
 			return SB_CLOSED;
 	}
-	switch (hdr->type) {
-	case 'Q': /* simple query: one ReadyForQuery ends it */
-		client_note_reset(c, hdr, data, avail);
-		/* fall through */
-	case 'F': /* function call */
-		c->expected_rfq++;
+	struct server *s = c->server;
+	if (t == 'S') {
+		/* Sync ends error recovery on both sides. */
+		c->skip_until_sync = false;
+		s->skip_until_sync = false;
+		if (!server_push(s, REQ_SYNC, 0, 0, NULL))
+			goto oom;
+		return SB_FORWARD;
+	}
+	if (c->skip_until_sync)
+		return SB_SKIP; /* berth answered with an error: the rest waits for Sync */
+	if (s->skip_until_sync && t != 'd' && t != 'c' && t != 'f')
+		return SB_FORWARD; /* the server skips these itself: no replies to expect */
+	switch (t) {
+	case 'Q': /* simple query: replies until ReadyForQuery */
+		if (avail >= hdr->total_len)
+			client_classify_sql(c, (const char *)data + PKT_HDR_LEN,
+					    strnlen((const char *)data + PKT_HDR_LEN,
+						    hdr->total_len - PKT_HDR_LEN));
 		c->pool->query_count++;
-		break;
-	case 'S': /* Sync ends an extended-protocol batch */
-		c->expected_rfq++;
-		c->unsynced = false;
-		break;
+		if (!server_push(s, REQ_QUERY, 0, 0, NULL))
+			goto oom;
+		return SB_FORWARD;
+	case 'F':
+		c->pool->query_count++;
+		if (!server_push(s, REQ_FUNCTION, 0, 0, NULL))
+			goto oom;
+		return SB_FORWARD;
+	case 'E':
+		c->pool->query_count++;
+		if (!server_push(s, REQ_EXECUTE, 0, 0, NULL))
+			goto oom;
+		return SB_FORWARD;
 	case 'P':
-		client_note_reset(c, hdr, data, avail);
-		/* fall through */
+		return client_handle_parse(c, hdr, data, avail);
 	case 'B':
 	case 'D':
-	case 'E':
+		return client_handle_named(c, hdr, data, avail);
 	case 'C':
-		c->unsynced = true;
-		if (hdr->type == 'E')
-			c->pool->query_count++;
-		break;
+		return client_handle_close(c, hdr, data, avail);
 	default:
-		break;
+		/* Flush, COPY data: no replies of their own. */
+		return SB_FORWARD;
 	}
-	return SB_FORWARD;
+oom:
+	client_close(c, "out of memory");
+	return SB_CLOSED;
 }
 
 static enum sbuf_action client_on_message(struct sbuf *sb, const struct pkt_hdr *hdr,
@@ -780,7 +1060,7 @@ void client_check_timeouts(struct client *c, int64_t now_us)
 			client_fail(c, ERR_IDLE_SESSION_TIMEOUT, "client_idle_timeout");
 		break;
 	case CL_ACTIVE:
-		if (cfg->idle_transaction_timeout > 0 && c->server && c->expected_rfq == 0 &&
+		if (cfg->idle_transaction_timeout > 0 && c->server && replyq_empty(&c->server->q) &&
 		    c->server->txn_status != 'I' && now_us - c->server->state_since_us > 0 &&
 		    now_us - c->sb.last_activity_us > cfg->idle_transaction_timeout)
 			client_fail(c, ERR_IDLE_IN_TXN_TIMEOUT, "idle_transaction_timeout");

@@ -151,6 +151,7 @@ void worker_shutdown(struct worker *w)
 	reap_cb(-1, 0, w);
 	pool_free_all(w);
 	auth_cache_clear(&w->auth);
+	pstmt_registry_free(&w->pstmts);
 	while (w->free_iobufs) {
 		struct iobuf *io = w->free_iobufs;
 		w->free_iobufs = io->next_free;

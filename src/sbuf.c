@@ -139,7 +139,10 @@ void sbuf_discard_input(struct sbuf *sb)
 		iobuf_put(sb->w, sb->io);
 		sb->io = NULL;
 	}
-	sb->fwd_left = sb->skip_left = 0;
+	sb->fwd_left = sb->skip_left = sb->fwd_after_skip = 0;
+	free(sb->big);
+	sb->big = NULL;
+	sb->big_have = 0;
 }
 
 /* Raw socket or TLS send; returns bytes sent, 0 for "would block", -1 on error. */
@@ -309,12 +312,62 @@ static void sbuf_compact(struct sbuf *sb)
 	io->recv = rest;
 }
 
+enum big_result { BIG_DONE = 0, BIG_WAIT, BIG_CLOSED };
+
+/* Hand a completely assembled large message to the owner. */
+static enum big_result sbuf_deliver_big(struct sbuf *sb)
+{
+	enum sbuf_action act =
+		sb->ops->on_message(sb, &sb->big_hdr, sb->big, sb->big_hdr.total_len);
+	switch (act) {
+	case SB_FORWARD:
+		if (sb->peer && !sbuf_queue(sb->peer, sb->big, sb->big_hdr.total_len)) {
+			sb->ops->on_error(sb, "out of memory");
+			return BIG_CLOSED;
+		}
+		if (sb->peer)
+			sbuf_flush(sb->peer);
+		break;
+	case SB_SKIP:
+		break;
+	case SB_PAUSE:
+		sb->paused = true;
+		return BIG_WAIT;
+	case SB_CLOSED:
+		return BIG_CLOSED;
+	default:
+		sb->ops->on_error(sb, "internal: unsupported action for a large message");
+		return BIG_CLOSED;
+	}
+	free(sb->big);
+	sb->big = NULL;
+	sb->big_have = 0;
+	return BIG_DONE;
+}
+
 /* Walk messages in [parsed, recv). Returns false if the owner closed sb. */
 static bool sbuf_parse(struct sbuf *sb)
 {
 	struct iobuf *io = sb->io;
 	while (io->parsed < io->recv && !sb->paused) {
 		size_t avail = io->recv - io->parsed;
+		if (sb->big) {
+			/* Slow path: copy into the assembly buffer (pending range is empty). */
+			size_t want = sb->big_hdr.total_len - sb->big_have;
+			size_t n = avail < want ? avail : want;
+			memcpy(sb->big + sb->big_have, io->data + io->parsed, n);
+			sb->big_have += n;
+			io->parsed += n;
+			io->sent = io->parsed;
+			if (sb->big_have < sb->big_hdr.total_len)
+				continue;
+			enum big_result r = sbuf_deliver_big(sb);
+			if (r == BIG_CLOSED)
+				return false;
+			if (r == BIG_WAIT)
+				return true;
+			continue;
+		}
 		if (sb->fwd_left) {
 			size_t n = avail < sb->fwd_left ? avail : sb->fwd_left;
 			io->parsed += n;
@@ -328,6 +381,10 @@ static bool sbuf_parse(struct sbuf *sb)
 			io->parsed += n;
 			io->sent = io->parsed;
 			sb->skip_left -= n;
+			if (!sb->skip_left && sb->fwd_after_skip) {
+				sb->fwd_left = sb->fwd_after_skip;
+				sb->fwd_after_skip = 0;
+			}
 			continue;
 		}
 
@@ -363,6 +420,11 @@ static bool sbuf_parse(struct sbuf *sb)
 		case SB_SKIP:
 			sb->skip_left = hdr.total_len;
 			break;
+		case SB_SKIP_PREFIX:
+			BERTH_ASSERT(sb->prefix_skip > 0 && sb->prefix_skip <= hdr.total_len);
+			sb->skip_left = sb->prefix_skip;
+			sb->fwd_after_skip = hdr.total_len - sb->prefix_skip;
+			break;
 		case SB_NEED_FULL:
 			if (avail >= hdr.total_len) {
 				/* Owner asked for what it already has: protocol bug on our side. */
@@ -370,8 +432,18 @@ static bool sbuf_parse(struct sbuf *sb)
 				return false;
 			}
 			if (hdr.total_len > sb->w->pkt_buf) {
-				sb->ops->on_error(sb, "message too large to inspect");
-				return false;
+				/* Larger than a buffer: assemble it on the (counted) slow path. */
+				if (io->sent != io->parsed)
+					return true; /* send what precedes it first */
+				sb->big = malloc(hdr.total_len);
+				if (!sb->big) {
+					sb->ops->on_error(sb, "out of memory");
+					return false;
+				}
+				sb->big_hdr = hdr;
+				sb->big_have = 0;
+				sb->w->stats.big_messages++;
+				continue;
 			}
 			goto need_more;
 		case SB_FLUSH:
@@ -408,6 +480,13 @@ static void sbuf_process(struct sbuf *sb)
 	if (sb->in_process)
 		return;
 	sb->in_process = true;
+	if (sb->big && sb->big_have == sb->big_hdr.total_len && !sb->paused) {
+		enum big_result r = sbuf_deliver_big(sb);
+		if (r == BIG_CLOSED)
+			return;
+		if (r == BIG_WAIT)
+			goto out;
+	}
 	for (;;) {
 		struct iobuf *io = sb->io;
 		if (!io)

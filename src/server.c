@@ -17,6 +17,8 @@
 #include "errors.h"
 #include "log.h"
 #include "pool.h"
+#include "pstmt.h"
+#include "replyq.h"
 #include "runtime.h"
 #include "upstream.h"
 
@@ -27,7 +29,8 @@ static enum sbuf_action server_on_message(struct sbuf *sb, const struct pkt_hdr 
 					  const uint8_t *data, size_t avail);
 static void server_on_error(struct sbuf *sb, const char *reason);
 static void server_on_flushed(struct sbuf *sb);
-static bool server_send_own_query(struct server *s, const char *sql, size_t n);
+static bool server_send_own_query(struct server *s, enum own_query what, const char *sql,
+				  size_t n);
 
 static const struct sbuf_ops server_sbuf_ops = {
 	.on_message = server_on_message,
@@ -166,6 +169,139 @@ void server_login_failed(struct server *s, const char *why)
 	pool_login_failed(p, why);
 }
 
+/* ---- requests and their replies ------------------------------------------ */
+
+bool server_push(struct server *s, enum req_kind kind, uint8_t sub, uint32_t id, uint8_t *msg)
+{
+	if (!replyq_push(&s->q, (uint8_t)kind, sub, id, msg)) {
+		free(msg);
+		return false;
+	}
+	return true;
+}
+
+/* Queue a query whose replies berth swallows, ahead of anything the client sends next. */
+static bool server_send_own_query(struct server *s, enum own_query what, const char *sql, size_t n)
+{
+	uint8_t hdr[PKT_HDR_LEN];
+	hdr[0] = 'Q';
+	be32_write(hdr + 1, (uint32_t)(n + 1 + 4));
+	if (!sbuf_queue(&s->sb, hdr, sizeof(hdr)) || !sbuf_queue(&s->sb, sql, n + 1))
+		return false;
+	s->own_failed = false;
+	return server_push(s, REQ_OWN_QUERY, (uint8_t)what, 0, NULL);
+}
+
+/* Queue an extended-protocol message berth makes (Parse or Close of a shared statement). */
+static bool server_send_own_message(struct server *s, uint8_t type, const char *name,
+				    const uint8_t *rest, size_t rest_len)
+{
+	size_t nlen = strlen(name) + 1;
+	uint8_t hdr[PKT_HDR_LEN + 1];
+	size_t hlen = PKT_HDR_LEN;
+	hdr[0] = type;
+	if (type == 'C') {
+		hdr[PKT_HDR_LEN] = 'S';
+		hlen++;
+	}
+	be32_write(hdr + 1, (uint32_t)(4 + (hlen - PKT_HDR_LEN) + nlen + rest_len));
+	return sbuf_queue(&s->sb, hdr, hlen) && sbuf_queue(&s->sb, name, nlen) &&
+	       (!rest_len || sbuf_queue(&s->sb, rest, rest_len));
+}
+
+bool server_ensure_stmt(struct server *s, const struct pstmt *ps, uint32_t max_cached)
+{
+	if (server_stmt_has(&s->stmts, ps->id))
+		return true;
+	char name[PSTMT_NAME_MAX];
+	/* Make room: close the least recently used statement on this session. */
+	uint32_t victim;
+	while (max_cached > 0 && s->stmts.n >= max_cached && server_stmt_oldest(&s->stmts, &victim)) {
+		pstmt_server_name(victim, name);
+		if (!server_send_own_message(s, 'C', name, NULL, 0) ||
+		    !server_push(s, REQ_OWN_CLOSE, 0, victim, NULL))
+			return false;
+		server_stmt_del(&s->stmts, victim);
+	}
+	pstmt_server_name(ps->id, name);
+	return server_send_own_message(s, 'P', name, ps->body, ps->len) &&
+	       server_push(s, REQ_OWN_PARSE, 0, ps->id, NULL) && server_stmt_add(&s->stmts, ps->id);
+}
+
+bool server_has_output_pending(const struct server *s)
+{
+	return s->sb.io && s->sb.io->sent < s->sb.io->parsed;
+}
+
+/* Emit the replies berth makes that are now at the head of the queue. */
+bool server_drain_synth(struct server *s)
+{
+	struct req *r;
+	while ((r = replyq_head(&s->q)) && r->kind == REQ_SYNTH) {
+		if (server_has_output_pending(s))
+			return true; /* earlier replies first: on_flushed comes back here */
+		struct client *c = s->client;
+		if (c) {
+			uint8_t small[PKT_HDR_LEN] = {r->sub, 0, 0, 0, 4};
+			const uint8_t *msg = r->msg ? r->msg : small;
+			size_t len = r->msg ? 1 + be32_read(r->msg + 1) : sizeof(small);
+			if (!sbuf_queue(&c->sb, msg, len))
+				return false;
+			sbuf_flush(&c->sb);
+		}
+		replyq_pop(&s->q);
+	}
+	return true;
+}
+
+/* Transaction mode: may the client's link end here? */
+static bool server_may_release(const struct server *s, const struct client *c)
+{
+	return s->pool->pool_mode == POOL_TRANSACTION && s->txn_status == 'I' &&
+	       replyq_empty(&s->q) && !c->pinned && !c->resync_pending && !c->probe_wanted;
+}
+
+/* End the client's link and put the server back in the pool. */
+static void server_release(struct server *s)
+{
+	struct client *c = s->client;
+	c->server = NULL;
+	s->client = NULL;
+	sbuf_link(&s->sb, NULL);
+	client_set_state(c, CL_IDLE);
+	server_set_state(s, SV_IDLE);
+	pool_server_ready(s->pool, s);
+}
+
+/* Release now, or once the bytes already parsed for the client have left. */
+static void server_release_when_flushed(struct server *s)
+{
+	struct client *c = s->client;
+	if (!c || !server_may_release(s, c) || sbuf_has_pending(&c->sb))
+		return;
+	if (server_has_output_pending(s))
+		s->release_after_flush = true;
+	else
+		server_release(s);
+}
+
+/* The transaction ended and its bytes left: back to the pool. */
+static void server_on_flushed(struct sbuf *sb)
+{
+	struct server *s = sb->owner;
+	if (!server_drain_synth(s)) {
+		server_close(s, "out of memory");
+		return;
+	}
+	if (!s->release_after_flush)
+		return;
+	s->release_after_flush = false;
+	struct client *c = s->client;
+	if (!c || !server_may_release(s, c) || sbuf_has_pending(&c->sb))
+		return; /* the client sent more meanwhile: keep the link */
+	server_release(s);
+}
+
 bool server_link_client(struct server *s, struct client *c)
 {
 	struct pool *p = s->pool;
@@ -181,11 +317,25 @@ bool server_link_client(struct server *s, struct client *c)
 	s->synced_sig = c->vars.sig;
 	s->synced_valid = true;
 	if (n > 0) {
-		if (!server_send_own_query(s, query, (size_t)n))
+		if (!server_send_own_query(s, OWN_PARAM_SYNC, query, (size_t)n))
 			return false;
 		log_debug("S-%llu: parameter sync for C-%llu: %s", (unsigned long long)s->id,
 			  (unsigned long long)c->id, query);
 	}
+	return true;
+}
+
+/* Run server_reset_query on a connection nobody uses; false if it cannot. */
+static bool server_start_reset(struct server *s)
+{
+	const struct config *cfg = worker_config(s->pool->w);
+	if (!cfg->server_reset_query || !cfg->server_reset_query[0])
+		return false;
+	if (!server_send_own_query(s, OWN_RESET, cfg->server_reset_query,
+				   strlen(cfg->server_reset_query)))
+		return false;
+	server_set_state(s, SV_RESETTING);
+	sbuf_flush(&s->sb);
 	return true;
 }
 
@@ -195,8 +345,9 @@ void server_client_gone(struct server *s)
 	struct client *c = s->client;
 	struct pool *p = s->pool;
 	const struct config *cfg = worker_config(p->w);
-	bool clean = s->txn_status == 'I' && c && c->expected_rfq == 0 && !c->unsynced &&
-		     s->drop_rfq == 0 && !sbuf_has_pending(&s->sb) && !s->sb.io;
+	bool clean = s->txn_status == 'I' && c && replyq_empty(&s->q) && !s->skip_until_sync &&
+		     !sbuf_has_pending(&s->sb) && !s->sb.io;
+	bool pinned = c && c->pinned;
 	s->client = NULL;
 	s->release_after_flush = false;
 	sbuf_link(&s->sb, NULL);
@@ -204,14 +355,11 @@ void server_client_gone(struct server *s)
 		server_close(s, "client left in the middle of a request or transaction");
 		return;
 	}
-	bool reset = p->pool_mode == POOL_SESSION || cfg->server_reset_query_always;
-	if (reset && cfg->server_reset_query && cfg->server_reset_query[0]) {
-		if (!server_send_own_query(s, cfg->server_reset_query, strlen(cfg->server_reset_query))) {
-			server_close(s, "out of memory");
-			return;
-		}
-		server_set_state(s, SV_RESETTING);
-		sbuf_flush(&s->sb);
+	/* Session state (session mode, or a pinned client) is wiped before anyone else gets it. */
+	if (p->pool_mode == POOL_SESSION || pinned || cfg->server_reset_query_always) {
+		if (!server_start_reset(s))
+			server_close(s, pinned ? "pinned session state and no server_reset_query"
+					       : "could not reset");
 		return;
 	}
 	server_set_state(s, SV_IDLE);
@@ -243,56 +391,14 @@ void server_free(struct server *s)
 	list_del(&s->node);
 	upstream_finish(s->up);
 	params_clear(&s->vars);
+	replyq_clear(&s->q);
+	server_stmts_clear(&s->stmts);
 	free(s);
 }
 
 static void server_on_error(struct sbuf *sb, const char *reason)
 {
 	server_close(sb->owner, reason);
-}
-
-/* Transaction mode: may the client's link end here? */
-static bool server_may_release(const struct server *s, const struct client *c)
-{
-	return s->pool->pool_mode == POOL_TRANSACTION && s->txn_status == 'I' && s->drop_rfq == 0 &&
-	       c->expected_rfq == 0 && !c->unsynced && !c->resync_pending;
-}
-
-/* End the client's link and put the server back in the pool. */
-static void server_release(struct server *s)
-{
-	struct client *c = s->client;
-	c->server = NULL;
-	s->client = NULL;
-	sbuf_link(&s->sb, NULL);
-	client_set_state(c, CL_IDLE);
-	server_set_state(s, SV_IDLE);
-	pool_server_ready(s->pool, s);
-}
-
-/* The transaction ended and its bytes left: back to the pool. */
-static void server_on_flushed(struct sbuf *sb)
-{
-	struct server *s = sb->owner;
-	if (!s->release_after_flush)
-		return;
-	s->release_after_flush = false;
-	struct client *c = s->client;
-	if (!c || !server_may_release(s, c) || sbuf_has_pending(&c->sb))
-		return; /* the client sent more meanwhile: keep the link */
-	server_release(s);
-}
-
-/* Queue a query whose replies berth swallows, ahead of anything the client sends next. */
-static bool server_send_own_query(struct server *s, const char *sql, size_t n)
-{
-	uint8_t hdr[PKT_HDR_LEN];
-	hdr[0] = 'Q';
-	be32_write(hdr + 1, (uint32_t)(n + 1 + 4));
-	if (!sbuf_queue(&s->sb, hdr, sizeof(hdr)) || !sbuf_queue(&s->sb, sql, n + 1))
-		return false;
-	s->drop_rfq++;
-	return true;
 }
 
 /*
@@ -328,10 +434,137 @@ static bool server_resync_client(struct server *s, struct client *c)
 	s->synced_valid = true;
 	if (n == 0)
 		return true;
-	if (!server_send_own_query(s, query, (size_t)n))
+	if (!server_send_own_query(s, OWN_RESYNC, query, (size_t)n))
 		return false;
-	s->resyncing = true;
 	sbuf_flush(&s->sb);
+	return true;
+}
+
+/* Append s to buf as a lower-cased SQL literal; false if it does not fit. */
+static bool append_lower_literal(char *buf, size_t cap, size_t *pos, const char *s)
+{
+	if (*pos + 3 >= cap)
+		return false;
+	buf[(*pos)++] = '\'';
+	for (; *s; s++) {
+		if (*pos + 3 >= cap)
+			return false;
+		char ch = (*s >= 'A' && *s <= 'Z') ? (char)(*s + 32) : *s;
+		if (ch == '\'')
+			buf[(*pos)++] = '\'';
+		buf[(*pos)++] = ch;
+	}
+	buf[(*pos)++] = '\'';
+	buf[*pos] = 0;
+	return true;
+}
+
+/*
+ * Ask the session whether it holds state that cannot move to another client:
+ * advisory locks, LISTEN, temporary tables, SQL-level prepared statements,
+ * WITH HOLD cursors, session SETs berth does not track, a changed role.
+ */
+static bool server_start_probe(struct server *s, struct client *c)
+{
+	static const char head[] =
+		"SELECT (SELECT count(*) FROM pg_catalog.pg_locks WHERE locktype = 'advisory' AND "
+		"pid = pg_catalog.pg_backend_pid()), "
+		"(SELECT count(*) FROM pg_catalog.pg_listening_channels()), "
+		"(SELECT count(*) FROM pg_catalog.pg_class WHERE relnamespace = "
+		"pg_catalog.pg_my_temp_schema()), "
+		"(SELECT count(*) FROM pg_catalog.pg_prepared_statements WHERE from_sql), "
+		"(SELECT count(*) FROM pg_catalog.pg_cursors WHERE is_holdable), "
+		"(SELECT pg_catalog.string_agg(name, ', ') FROM pg_catalog.pg_settings WHERE "
+		"source = 'session' AND pg_catalog.lower(name) <> ALL (ARRAY['application_name'";
+	static const char tail[] = "]::text[])), session_user <> current_user";
+	char q[SYNC_QUERY_MAX];
+	size_t pos = sizeof(head) - 1;
+	memcpy(q, head, pos);
+	const struct param_list *lists[] = {&s->vars, &c->vars};
+	for (size_t l = 0; l < 2; l++) {
+		for (size_t i = 0; i < lists[l]->n; i++) {
+			q[pos++] = ',';
+			if (!append_lower_literal(q, sizeof(q) - sizeof(tail), &pos,
+						  lists[l]->items[i].name))
+				return false;
+		}
+	}
+	memcpy(q + pos, tail, sizeof(tail));
+	pos += sizeof(tail) - 1;
+	c->probe_wanted = false;
+	if (!server_send_own_query(s, OWN_PROBE, q, pos))
+		return false;
+	sbuf_flush(&s->sb);
+	return true;
+}
+
+/* Read the probe's one row and pin or unpin the client. */
+static void server_read_probe(struct server *s, const uint8_t *data, size_t len)
+{
+	struct client *c = s->client;
+	struct pkt_reader r;
+	reader_init(&r, data + PKT_HDR_LEN, len - PKT_HDR_LEN);
+	uint16_t ncol = reader_u16(&r);
+	static const char *const what[] = {"advisory lock", "LISTEN", "temporary table",
+					    "SQL prepared statement", "WITH HOLD cursor",
+					    "session SET of", "role change"};
+	char reasons[256] = "";
+	size_t rl = 0;
+	for (uint16_t i = 0; i < ncol && i < ARRAY_SIZE(what) && !r.failed; i++) {
+		uint32_t n = reader_u32(&r);
+		if (n == 0xffffffffu)
+			continue; /* NULL */
+		const uint8_t *v = reader_bytes(&r, n);
+		if (!v)
+			break;
+		bool held = i == 5 ? n > 0 : !(n == 1 && (v[0] == '0' || v[0] == 'f'));
+		if (!held)
+			continue;
+		int m = snprintf(reasons + rl, sizeof(reasons) - rl, "%s%s%s%.*s", rl ? ", " : "",
+				 what[i], i == 5 ? " " : "", i == 5 ? (int)(n > 80 ? 80 : n) : 0,
+				 i == 5 ? (const char *)v : "");
+		if (m > 0 && (size_t)m < sizeof(reasons) - rl)
+			rl += (size_t)m;
+	}
+	if (!c)
+		return;
+	bool was = c->pinned;
+	c->pinned = rl > 0;
+	if (c->pinned && !c->pin_logged) {
+		c->pin_logged = true;
+		log_warn("C-%llu: %s/%s pinned to its server connection: the session holds %s",
+			 (unsigned long long)c->id, c->database, c->user, reasons);
+	} else if (was && !c->pinned) {
+		log_debug("C-%llu: session state released, unpinned", (unsigned long long)c->id);
+	}
+}
+
+/* A ReadyForQuery ended the client's request: what must happen before the link may end. */
+static bool server_after_ready(struct server *s, struct client *c)
+{
+	if (!replyq_empty(&s->q))
+		return true;
+	const struct config *cfg = worker_config(s->pool->w);
+	bool txmode = s->pool->pool_mode == POOL_TRANSACTION;
+	if (c->resync_pending && !server_resync_client(s, c))
+		return false;
+	if (txmode && s->stmt_cache_stale && s->txn_status == 'I' && !c->pinned) {
+		/* A cached plan went stale under DDL from elsewhere: start this session afresh. */
+		server_stmts_clear(&s->stmts);
+		s->stmt_cache_stale = false;
+		static const char dealloc[] = "DEALLOCATE ALL";
+		if (!server_send_own_query(s, OWN_DEALLOCATE, dealloc, sizeof(dealloc) - 1))
+			return false;
+		sbuf_flush(&s->sb);
+	}
+	if (txmode && c->probe_wanted && s->txn_status == 'I') {
+		if (!cfg->pin_session_state)
+			c->probe_wanted = false;
+		else if (!server_start_probe(s, c))
+			return false;
+	}
+	if (server_may_release(s, c))
+		s->release_after_flush = true;
 	return true;
 }
 
@@ -356,7 +589,7 @@ static void error_message(const uint8_t *body, size_t len, char *out, size_t out
 }
 
 /* ParameterStatus: remember the server's value, and the client's when it caused it. */
-static bool server_note_parameter(struct server *s, const uint8_t *data, size_t len)
+static bool server_note_parameter(struct server *s, const uint8_t *data, size_t len, bool own)
 {
 	struct pkt_reader r;
 	reader_init(&r, data + PKT_HDR_LEN, len - PKT_HDR_LEN);
@@ -366,7 +599,7 @@ static bool server_note_parameter(struct server *s, const uint8_t *data, size_t 
 		return false;
 	if (!params_set(&s->vars, name, value, true))
 		return false;
-	if (s->client && (s->drop_rfq == 0 || s->resyncing)) {
+	if (s->client && !own) {
 		/* The client caused it: both sides change alike and still match. */
 		if (!params_set(&s->client->vars, name, value, true))
 			return false;
@@ -378,19 +611,58 @@ static bool server_note_parameter(struct server *s, const uint8_t *data, size_t 
 	return true;
 }
 
-/* Replies to berth's own query (parameter sync or reset): swallowed. */
-static enum sbuf_action server_handle_own_reply(struct server *s, const struct pkt_hdr *hdr,
-						const uint8_t *data, size_t avail)
+/* Forget what a Parse that did not happen would have prepared. */
+static void server_undo_parse(struct server *s, const struct req *r)
+{
+	if ((r->kind != REQ_PARSE && r->kind != REQ_OWN_PARSE) || !r->id)
+		return;
+	server_stmt_del(&s->stmts, r->id);
+	if (r->kind == REQ_PARSE && s->client)
+		client_forget_stmt_id(s->client, r->id);
+}
+
+/*
+ * An ErrorResponse ended an extended-protocol request: the server now skips
+ * everything up to the next Sync, so the requests queued before it get no
+ * replies ("Extended Query": error recovery).
+ */
+static enum sbuf_action server_extended_error(struct server *s, const struct pkt_hdr *hdr,
+					      const uint8_t *data, size_t avail)
+{
+	if (avail < hdr->total_len && hdr->total_len <= s->sb.w->pkt_buf)
+		return SB_NEED_FULL;
+	char code[6];
+	if (avail >= hdr->total_len &&
+	    codec_error_sqlstate(data + PKT_HDR_LEN, hdr->total_len - PKT_HDR_LEN, code) &&
+	    strcmp(code, "0A000") == 0)
+		s->stmt_cache_stale = true; /* "cached plan must not change result type" */
+	server_undo_parse(s, replyq_head(&s->q));
+	replyq_pop(&s->q);
+	struct req *r;
+	while ((r = replyq_head(&s->q)) && r->kind != REQ_SYNC) {
+		server_undo_parse(s, r);
+		replyq_pop(&s->q);
+	}
+	if (!r)
+		s->skip_until_sync = true;
+	return s->client ? SB_FORWARD : SB_SKIP;
+}
+
+/* Replies to berth's own query: swallowed; what it was for happens at its ReadyForQuery. */
+static enum sbuf_action server_handle_own_query(struct server *s, struct req *r,
+						const struct pkt_hdr *hdr, const uint8_t *data,
+						size_t avail)
 {
 	switch (hdr->type) {
-	case 'Z':
+	case 'Z': {
 		if (avail < hdr->total_len)
 			return SB_NEED_FULL;
 		s->txn_status = (char)data[PKT_HDR_LEN];
-		s->drop_rfq--;
-		if (s->drop_rfq == 0 && (s->drop_failed || s->txn_status != 'I')) {
-			struct client *c = s->client;
-			if (c && s->drop_failed) {
+		enum own_query what = (enum own_query)r->sub;
+		replyq_pop(&s->q);
+		struct client *c = s->client;
+		if (s->own_failed || s->txn_status != 'I') {
+			if (c && what == OWN_PARAM_SYNC && s->own_failed) {
 				/*
 				 * The client's own settings were refused (e.g. a bad TimeZone in
 				 * its startup packet): it gets the server's error, as it would
@@ -400,66 +672,69 @@ static enum sbuf_action server_handle_own_reply(struct server *s, const struct p
 				c->server = NULL;
 				sbuf_link(&s->sb, NULL);
 				server_set_state(s, SV_IDLE); /* transient: closed right below */
-				client_fail(c, s->drop_error_code, "%s", s->drop_error_msg);
+				client_fail(c, s->own_error_code, "%s", s->own_error_msg);
 			}
 			server_close(s, "berth's own query failed");
 			return SB_CLOSED;
 		}
-		if (s->drop_rfq == 0 && s->resyncing) {
-			s->resyncing = false;
-			struct client *c = s->client;
-			if (c && server_may_release(s, c) && !sbuf_has_pending(&c->sb)) {
-				/* Release once the forwarded ParameterStatus messages left. */
-				if (s->sb.io && s->sb.io->sent < s->sb.io->parsed)
-					s->release_after_flush = true;
-				else
-					server_release(s);
-			}
-		}
-		if (s->drop_rfq == 0 && s->state == SV_RESETTING) {
+		if (what == OWN_RESET) {
 			const char *q = worker_config(s->pool->w)->server_reset_query;
 			if (q && (strcasestr(q, "DISCARD ALL") || strcasestr(q, "RESET ALL")))
 				params_drop_unreported(&s->vars);
+			if (q && (strcasestr(q, "DISCARD ALL") || strcasestr(q, "DEALLOCATE ALL")))
+				server_stmts_clear(&s->stmts);
 			s->synced_valid = false;
 			server_set_state(s, SV_IDLE);
 			pool_server_ready(s->pool, s);
+			return SB_SKIP;
 		}
+		if (c && replyq_empty(&s->q))
+			server_release_when_flushed(s);
 		return SB_SKIP;
+	}
 	case 'S':
 		if (avail < hdr->total_len)
 			return SB_NEED_FULL;
-		if (!server_note_parameter(s, data, hdr->total_len)) {
+		if (!server_note_parameter(s, data, hdr->total_len, r->sub != OWN_RESYNC)) {
 			server_close(s, "bad ParameterStatus");
 			return SB_CLOSED;
 		}
 		/* A restored startup value: the client sees it change back, as after RESET. */
-		return s->resyncing && s->client ? SB_FORWARD : SB_SKIP;
-	case 'E': {
-		if (hdr->total_len > s->sb.w->pkt_buf)
+		return r->sub == OWN_RESYNC && s->client ? SB_FORWARD : SB_SKIP;
+	case 'D':
+		if (r->sub != OWN_PROBE)
 			return SB_SKIP;
-		if (avail < hdr->total_len)
+		if (avail < hdr->total_len && hdr->total_len <= s->sb.w->pkt_buf)
 			return SB_NEED_FULL;
-		error_message(data + PKT_HDR_LEN, hdr->total_len - PKT_HDR_LEN, s->drop_error_msg,
-			      sizeof(s->drop_error_msg));
-		if (!codec_error_sqlstate(data + PKT_HDR_LEN, hdr->total_len - PKT_HDR_LEN,
-					  s->drop_error_code))
-			memcpy(s->drop_error_code, ERR_INTERNAL, 6);
-		log_warn("S-%llu: berth's own query failed: %s", (unsigned long long)s->id,
-			 s->drop_error_msg);
-		s->drop_failed = true;
+		if (avail >= hdr->total_len)
+			server_read_probe(s, data, hdr->total_len);
 		return SB_SKIP;
-	}
+	case 'E':
+		if (avail < hdr->total_len && hdr->total_len <= s->sb.w->pkt_buf)
+			return SB_NEED_FULL;
+		snprintf(s->own_error_msg, sizeof(s->own_error_msg), "(message too long)");
+		memcpy(s->own_error_code, ERR_INTERNAL, 6);
+		if (avail >= hdr->total_len) {
+			error_message(data + PKT_HDR_LEN, hdr->total_len - PKT_HDR_LEN, s->own_error_msg,
+				      sizeof(s->own_error_msg));
+			if (!codec_error_sqlstate(data + PKT_HDR_LEN, hdr->total_len - PKT_HDR_LEN,
+						  s->own_error_code))
+				memcpy(s->own_error_code, ERR_INTERNAL, 6);
+		}
+		log_warn("S-%llu: berth's own query failed: %s", (unsigned long long)s->id,
+			 s->own_error_msg);
+		s->own_failed = true;
+		return SB_SKIP;
 	default:
 		return SB_SKIP;
 	}
 }
 
-/* Messages from a server nobody is using: notices, parameter changes, or its death. */
-static enum sbuf_action server_handle_unlinked(struct server *s, const struct pkt_hdr *hdr,
-					       const uint8_t *data, size_t avail)
+/* A message nobody asked for: notices, parameter changes, or the server's death. */
+static enum sbuf_action server_handle_unsolicited(struct server *s, const struct pkt_hdr *hdr,
+						  const uint8_t *data, size_t avail)
 {
-	switch (hdr->type) {
-	case 'E': {
+	if (hdr->type == 'E') {
 		if (avail < hdr->total_len && hdr->total_len <= s->sb.w->pkt_buf)
 			return SB_NEED_FULL;
 		char msg[256] = "(too long)";
@@ -468,20 +743,29 @@ static enum sbuf_action server_handle_unlinked(struct server *s, const struct pk
 		server_close(s, msg);
 		return SB_CLOSED;
 	}
-	case 'S':
-		if (avail < hdr->total_len)
-			return SB_NEED_FULL;
-		if (!server_note_parameter(s, data, hdr->total_len)) {
-			server_close(s, "bad ParameterStatus");
-			return SB_CLOSED;
-		}
-		return SB_SKIP;
-	case 'N':
-	case 'A':
-		return SB_SKIP;
+	server_close(s, "unexpected message from server");
+	return SB_CLOSED;
+}
+
+/* Is this reply the last one its request gets? */
+static bool reply_ends(const struct req *r, uint8_t type)
+{
+	switch (r->kind) {
+	case REQ_PARSE:
+	case REQ_OWN_PARSE:
+		return type == '1';
+	case REQ_BIND:
+		return type == '2';
+	case REQ_CLOSE:
+	case REQ_OWN_CLOSE:
+		return type == '3';
+	case REQ_DESCRIBE_STMT:
+	case REQ_DESCRIBE_PORTAL:
+		return type == 'T' || type == 'n';
+	case REQ_EXECUTE:
+		return type == 'C' || type == 'I' || type == 's';
 	default:
-		server_close(s, "unexpected message from idle server");
-		return SB_CLOSED;
+		return false;
 	}
 }
 
@@ -489,40 +773,69 @@ static enum sbuf_action server_on_message(struct sbuf *sb, const struct pkt_hdr 
 					  const uint8_t *data, size_t avail)
 {
 	struct server *s = sb->owner;
-	if (s->drop_rfq > 0)
-		return server_handle_own_reply(s, hdr, data, avail);
 	struct client *c = s->client;
-	if (!c)
-		return server_handle_unlinked(s, hdr, data, avail);
+	struct req *r = replyq_head(&s->q);
 
-	switch (hdr->type) {
-	case 'Z':
-		if (avail < hdr->total_len)
-			return SB_NEED_FULL;
-		s->txn_status = (char)data[PKT_HDR_LEN];
-		if (c->expected_rfq > 0)
-			c->expected_rfq--;
-		if (s->txn_status == 'I')
-			s->pool->xact_count++;
-		if (c->resync_pending && c->expected_rfq == 0 && !c->unsynced &&
-		    !server_resync_client(s, c)) {
+	/* Replies berth makes come out first, in their place in the stream. */
+	if (r && r->kind == REQ_SYNTH) {
+		if (server_has_output_pending(s))
+			return SB_FLUSH;
+		if (!server_drain_synth(s)) {
 			server_close(s, "out of memory");
 			return SB_CLOSED;
 		}
-		if (server_may_release(s, c))
-			s->release_after_flush = true;
-		return SB_FORWARD;
+		r = replyq_head(&s->q);
+	}
+	bool own = r && (r->kind == REQ_OWN_QUERY || r->kind == REQ_OWN_PARSE ||
+			 r->kind == REQ_OWN_CLOSE);
+
+	/* "Asynchronous Operations": these may come at any time. */
+	switch (hdr->type) {
+	case 'N':
+	case 'A':
+		return c && !own ? SB_FORWARD : SB_SKIP;
 	case 'S':
+		if (r && r->kind == REQ_OWN_QUERY)
+			return server_handle_own_query(s, r, hdr, data, avail);
 		if (avail < hdr->total_len)
 			return SB_NEED_FULL;
-		if (!server_note_parameter(s, data, hdr->total_len)) {
+		if (!server_note_parameter(s, data, hdr->total_len, own || !c)) {
 			server_close(s, "bad ParameterStatus");
 			return SB_CLOSED;
 		}
-		return SB_FORWARD;
+		return c ? SB_FORWARD : SB_SKIP;
 	default:
-		return SB_FORWARD;
+		break;
 	}
+	if (!r)
+		return server_handle_unsolicited(s, hdr, data, avail);
+	if (r->kind == REQ_OWN_QUERY)
+		return server_handle_own_query(s, r, hdr, data, avail);
+
+	if (hdr->type == 'Z') {
+		if (avail < hdr->total_len)
+			return SB_NEED_FULL;
+		if (r->kind != REQ_SYNC && r->kind != REQ_QUERY && r->kind != REQ_FUNCTION) {
+			server_close(s, "ReadyForQuery out of order");
+			return SB_CLOSED;
+		}
+		s->txn_status = (char)data[PKT_HDR_LEN];
+		replyq_pop(&s->q);
+		if (s->txn_status == 'I')
+			s->pool->xact_count++;
+		if (c && !server_after_ready(s, c)) {
+			server_close(s, "out of memory");
+			return SB_CLOSED;
+		}
+		return c ? SB_FORWARD : SB_SKIP;
+	}
+	if (hdr->type == 'E' && r->kind != REQ_QUERY && r->kind != REQ_FUNCTION)
+		return server_extended_error(s, hdr, data, avail);
+	if (r->kind == REQ_DESCRIBE_STMT && hdr->type == 't')
+		r->sub = 1;
+	if (reply_ends(r, hdr->type))
+		replyq_pop(&s->q);
+	return c && !own ? SB_FORWARD : SB_SKIP;
 }
 
 void server_check_timeouts(struct server *s, int64_t now_us)
