@@ -92,7 +92,8 @@ struct sbuf {
 	short ev_what;             /* EV_READ/EV_WRITE the event is added with now (0: not added) */
 	bool want_read;            /* reading is on (off only with a full buffer or by the owner) */
 	bool want_write;           /* sends are blocked: wake when writable */
-	bool paused;               /* owner said SB_PAUSE or output is blocked */
+	bool paused;               /* the owner said SB_PAUSE: only sbuf_resume() undoes it */
+	bool blocked;              /* forwarded bytes wait for the peer's socket (backpressure) */
 	bool startup;              /* packets have no type byte (client startup phase) */
 	bool in_process;           /* re-entrancy guard */
 	bool want_write_only;      /* TLS: SSL_read wants the socket writable */
@@ -107,8 +108,10 @@ void sbuf_resume(struct sbuf *sb);
 /* Stop reading (keeps buffered bytes). */
 void sbuf_stop_reading(struct sbuf *sb);
 /*
- * Queue bytes berth made for sb's socket and try to send them now. They go out
- * before any later forwarded bytes. Returns false if memory ran out.
+ * Queue bytes berth made for sb's socket (call sbuf_flush to send them now).
+ * They go out after the bytes already parsed for sb from its peer and before
+ * any parsed later. Returns false if memory ran out, or if the peer is in the
+ * middle of forwarding a message to sb: the bytes cannot go in between.
  */
 bool sbuf_queue(struct sbuf *sb, const void *data, size_t len) BERTH_MUSTCHECK;
 /* Send queued and pending forwarded bytes; true when everything left. */

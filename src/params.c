@@ -169,6 +169,8 @@ int params_build_sync(const struct param_list *want, struct param_list *server,
 {
 	size_t pos = 0;
 	int n_set = 0;
+	if (buflen == 0)
+		return -1;
 	buf[0] = 0;
 
 	/* Values the client wants that the server does not have. */

@@ -217,6 +217,20 @@ static bool sbuf_flush_out(struct sbuf *dst, bool *failed)
 	return true;
 }
 
+/* Backpressure: src reads no more until dst's socket takes what waits for it. */
+static void sbuf_block_on(struct sbuf *src, struct sbuf *dst)
+{
+	dst->blocked_src = src;
+	sbuf_want_write(dst, true);
+	sbuf_stop_reading(src);
+	src->blocked = true;
+}
+
+static size_t obuf_pending(const struct obuf *o)
+{
+	return o->len - o->sent;
+}
+
 /*
  * Send src's pending forwarded range to its peer (after the peer's own
  * queue). Returns true when nothing is left; on a blocked send arms the
@@ -257,10 +271,7 @@ blocked:
 		dst->ops->on_error(dst, "send failed");
 		return false;
 	}
-	dst->blocked_src = src;
-	sbuf_want_write(dst, true);
-	sbuf_stop_reading(src);
-	src->paused = true;
+	sbuf_block_on(src, dst);
 	return false;
 }
 
@@ -278,9 +289,25 @@ bool sbuf_flush(struct sbuf *sb)
 	return true;
 }
 
+static bool obuf_append(struct obuf *o, const void *data, size_t len);
+
 bool sbuf_queue(struct sbuf *sb, const void *data, size_t len)
 {
-	struct obuf *o = &sb->out;
+	struct sbuf *src = sb->peer;
+	if (src && src->io && src->io->sent < src->io->parsed) {
+		/* Bytes already parsed for sb come first: move them into the queue. */
+		if (src->fwd_left)
+			return false; /* mid-message: nothing may go in between */
+		struct iobuf *io = src->io;
+		if (!obuf_append(&sb->out, io->data + io->sent, io->parsed - io->sent))
+			return false;
+		io->sent = io->parsed;
+	}
+	return obuf_append(&sb->out, data, len);
+}
+
+static bool obuf_append(struct obuf *o, const void *data, size_t len)
+{
 	if (o->cap - o->len < len) {
 		size_t ncap = o->cap ? o->cap : 256;
 		while (ncap - o->len < len)
@@ -342,6 +369,10 @@ static enum big_result sbuf_deliver_big(struct sbuf *sb)
 	free(sb->big);
 	sb->big = NULL;
 	sb->big_have = 0;
+	if (sb->peer && obuf_pending(&sb->peer->out) > 0 && !sbuf_flush(sb->peer)) {
+		sbuf_block_on(sb, sb->peer);
+		return BIG_WAIT;
+	}
 	return BIG_DONE;
 }
 
@@ -349,7 +380,7 @@ static enum big_result sbuf_deliver_big(struct sbuf *sb)
 static bool sbuf_parse(struct sbuf *sb)
 {
 	struct iobuf *io = sb->io;
-	while (io->parsed < io->recv && !sb->paused) {
+	while (io->parsed < io->recv && !sb->paused && !sb->blocked) {
 		size_t avail = io->recv - io->parsed;
 		if (sb->big) {
 			/* Slow path: copy into the assembly buffer (pending range is empty). */
@@ -413,6 +444,10 @@ static bool sbuf_parse(struct sbuf *sb)
 		}
 
 		enum sbuf_action act = sb->ops->on_message(sb, &hdr, p, avail);
+		/* The owner queued a lot for the peer (a large message): wait for it to leave. */
+		if (act != SB_CLOSED && sb->peer && obuf_pending(&sb->peer->out) > sb->w->pkt_buf &&
+		    !sbuf_flush(sb->peer))
+			sbuf_block_on(sb, sb->peer);
 		switch (act) {
 		case SB_FORWARD:
 			sb->fwd_left = hdr.total_len;
@@ -480,7 +515,7 @@ static void sbuf_process(struct sbuf *sb)
 	if (sb->in_process)
 		return;
 	sb->in_process = true;
-	if (sb->big && sb->big_have == sb->big_hdr.total_len && !sb->paused) {
+	if (sb->big && sb->big_have == sb->big_hdr.total_len && !sb->paused && !sb->blocked) {
 		enum big_result r = sbuf_deliver_big(sb);
 		if (r == BIG_CLOSED)
 			return;
@@ -508,7 +543,7 @@ static void sbuf_process(struct sbuf *sb)
 				return; /* owner closed it */
 			sb->in_process = true;
 		}
-		if (sb->paused)
+		if (sb->paused || sb->blocked)
 			goto out;
 		io = sb->io;
 		if (!io)
@@ -521,7 +556,7 @@ static void sbuf_process(struct sbuf *sb)
 	}
 	sb->in_process = false;
 	sbuf_release_io_if_empty(sb);
-	if (!sb->paused)
+	if (!sb->blocked)
 		sbuf_enable_read(sb);
 	return;
 out:
@@ -560,7 +595,7 @@ static void sbuf_on_readable(struct sbuf *sb)
 		sb->bytes_in += (uint64_t)n;
 		sb->last_activity_us = worker_now_us(sb->w);
 		sbuf_process(sb);
-		if (sb->fd < 0 || sb->paused || !sb->want_read)
+		if (sb->fd < 0 || sb->paused || sb->blocked || !sb->want_read)
 			return;
 		/* A short read means the socket is drained; TLS may still hold records. */
 		if ((size_t)n < space && !(sb->ssl && SSL_pending(sb->ssl) > 0))
@@ -583,9 +618,9 @@ static void sbuf_on_writable(struct sbuf *dst)
 	dst->blocked_src = NULL;
 	if (src && src->peer == dst) {
 		/* Resume the source: it sends its pending range and reads on. */
-		src->paused = false;
+		src->blocked = false;
 		sbuf_process(src);
-		if (src->fd >= 0 && !src->paused && !src->io)
+		if (src->fd >= 0 && !src->blocked && !src->io)
 			sbuf_enable_read(src);
 	}
 }
