@@ -780,7 +780,9 @@ static enum sbuf_action client_handle_parse(struct client *c, const struct pkt_h
 	bool whole = avail >= hdr->total_len;
 	const uint8_t *body = data + PKT_HDR_LEN;
 	size_t blen = hdr->total_len - PKT_HDR_LEN;
-	bool named = avail > PKT_HDR_LEN && body[0] != 0;
+	if (avail <= PKT_HDR_LEN)
+		return SB_NEED_FULL; /* the name's first byte decides */
+	bool named = body[0] != 0;
 
 	if (!named || !client_shares_stmts(c)) {
 		/* Unnamed, or session mode: passes through; read its text when at hand. */
@@ -819,10 +821,9 @@ static enum sbuf_action client_handle_parse(struct client *c, const struct pkt_h
 	}
 	if (server_stmt_has(&s->stmts, ps->id))
 		return client_synth_reply(c, '1'); /* already prepared on this session */
-	if (!server_ensure_stmt(s, ps, (uint32_t)worker_config(c->w)->max_prepared_statements))
+	/* The client sees the ParseComplete of this Parse as its own. */
+	if (!server_ensure_stmt(s, ps, (uint32_t)worker_config(c->w)->max_prepared_statements, true))
 		goto oom;
-	/* The client sees the ParseComplete of berth's Parse as its own. */
-	s->q.ring[(s->q.head + s->q.n - 1) & (s->q.cap - 1)].kind = REQ_PARSE;
 	sbuf_flush(&s->sb);
 	return SB_SKIP;
 oom:
@@ -878,7 +879,8 @@ static enum sbuf_action client_handle_named(struct client *c, const struct pkt_h
 					     name);
 	if (client_output_pending(c))
 		return SB_FLUSH;
-	if (!server_ensure_stmt(s, ps, (uint32_t)worker_config(c->w)->max_prepared_statements))
+	if (!server_ensure_stmt(s, ps, (uint32_t)worker_config(c->w)->max_prepared_statements,
+				false))
 		goto oom;
 	char sname[PSTMT_NAME_MAX];
 	pstmt_server_name(ps->id, sname);

@@ -209,9 +209,10 @@ static bool server_send_own_message(struct server *s, uint8_t type, const char *
 	       (!rest_len || sbuf_queue(&s->sb, rest, rest_len));
 }
 
-bool server_ensure_stmt(struct server *s, const struct pstmt *ps, uint32_t max_cached)
+bool server_ensure_stmt(struct server *s, const struct pstmt *ps, uint32_t max_cached,
+			bool client_parse)
 {
-	if (server_stmt_has(&s->stmts, ps->id))
+	if (!client_parse && server_stmt_has(&s->stmts, ps->id))
 		return true;
 	char name[PSTMT_NAME_MAX];
 	/* Make room: close the least recently used statement on this session. */
@@ -225,7 +226,8 @@ bool server_ensure_stmt(struct server *s, const struct pstmt *ps, uint32_t max_c
 	}
 	pstmt_server_name(ps->id, name);
 	return server_send_own_message(s, 'P', name, ps->body, ps->len) &&
-	       server_push(s, REQ_OWN_PARSE, 0, ps->id, NULL) && server_stmt_add(&s->stmts, ps->id);
+	       server_push(s, client_parse ? REQ_PARSE : REQ_OWN_PARSE, 0, ps->id, NULL) &&
+	       server_stmt_add(&s->stmts, ps->id);
 }
 
 bool server_has_output_pending(const struct server *s)
