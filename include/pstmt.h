@@ -29,6 +29,7 @@ struct pstmt {
 	uint32_t id;         /* server-side name is PSTMT_NAME_PREFIX<id> */
 	uint32_t refs;       /* client names pointing here */
 	uint32_t epoch;      /* registry epoch it was created in */
+	char sname[PSTMT_NAME_MAX]; /* server-side name, made once */
 	size_t len;          /* bytes at body */
 	uint8_t body[];      /* query text NUL, int16 n, n x int32 type oids */
 };

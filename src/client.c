@@ -882,8 +882,7 @@ static enum sbuf_action client_handle_named(struct client *c, const struct pkt_h
 	if (!server_ensure_stmt(s, ps, (uint32_t)worker_config(c->w)->max_prepared_statements,
 				false))
 		goto oom;
-	char sname[PSTMT_NAME_MAX];
-	pstmt_server_name(ps->id, sname);
+	const char *sname = ps->sname;
 	size_t snlen = strlen(sname) + 1;
 	size_t new_total = hdr->total_len - prefix + PKT_HDR_LEN + lead + snlen;
 	uint8_t head[PKT_HDR_LEN];

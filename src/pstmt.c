@@ -84,6 +84,7 @@ struct pstmt *pstmt_intern(struct pstmt_registry *reg, const uint8_t *body, size
 	ps->refs = 1;
 	ps->epoch = reg->epoch;
 	ps->len = len;
+	pstmt_server_name(ps->id, ps->sname);
 	list_init(&ps->unused);
 	memcpy(ps->body, body, len);
 	size_t j = h & (reg->n_buckets - 1);

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -248,6 +249,29 @@ static bool sbuf_send_pending(struct sbuf *src)
 		/* Nobody to send to (peer left): the bytes are moot. */
 		io->sent = io->parsed;
 		return true;
+	}
+	if (dst->out.sent < dst->out.len && !dst->ssl) {
+		/* berth's own bytes and the forwarded range leave in one writev(). */
+		struct obuf *o = &dst->out;
+		size_t olen = o->len - o->sent, flen = io->parsed - io->sent;
+		struct iovec iov[2] = {{o->data + o->sent, olen}, {io->data + io->sent, flen}};
+		struct msghdr mh = {.msg_iov = iov, .msg_iovlen = 2};
+		ssize_t n;
+		do
+			n = sendmsg(dst->fd, &mh, MSG_NOSIGNAL);
+		while (n < 0 && errno == EINTR);
+		if (n < 0) {
+			if (errno != EAGAIN && errno != EWOULDBLOCK)
+				failed = true;
+			goto blocked;
+		}
+		dst->bytes_out += (uint64_t)n;
+		size_t took = (size_t)n < olen ? (size_t)n : olen;
+		o->sent += took;
+		io->sent += (size_t)n - took;
+		if (o->sent < o->len)
+			goto blocked;
+		o->len = o->sent = 0;
 	}
 	if (!sbuf_flush_out(dst, &failed))
 		goto blocked;

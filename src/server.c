@@ -224,8 +224,7 @@ bool server_ensure_stmt(struct server *s, const struct pstmt *ps, uint32_t max_c
 			return false;
 		server_stmt_del(&s->stmts, victim);
 	}
-	pstmt_server_name(ps->id, name);
-	return server_send_own_message(s, 'P', name, ps->body, ps->len) &&
+	return server_send_own_message(s, 'P', ps->sname, ps->body, ps->len) &&
 	       server_push(s, client_parse ? REQ_PARSE : REQ_OWN_PARSE, 0, ps->id, NULL) &&
 	       server_stmt_add(&s->stmts, ps->id);
 }

@@ -1,7 +1,11 @@
 /*
  * sqlscan.c - statement classification for the pooler's few decisions about
  * session state. Skips '...', E'...', "...", $tag$...$tag$, -- and block
- * comments; compares words case-insensitively. Linear, no allocation.
+ * comments; looks at each statement's first word (and a few following ones
+ * for SET, CREATE, DISCARD, DEALLOCATE) and at words that may name an
+ * advisory-lock function. Runs on every simple Query in transaction mode,
+ * so it is one table-driven pass with no allocation and no library calls
+ * for ordinary words.
  */
 #include "sqlscan.h"
 
@@ -10,13 +14,19 @@
 #include <string.h>
 #include <strings.h>
 
-static bool is_word_char(char c)
-{
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-	       c == '_' || c == '$' || (unsigned char)c >= 0x80;
-}
+enum char_class { CC_OTHER = 0, CC_WORD, CC_QUOTE, CC_DQUOTE, CC_DASH, CC_SLASH, CC_DOLLAR, CC_SEMI };
 
-/* Skip a quoted run starting at s[i] == q; returns the index after it. */
+/* What a statement's first word makes it, for the words that follow. */
+enum stmt_kind { SK_PLAIN = 0, SK_SET, SK_DISCARD, SK_CREATE, SK_DEALLOCATE };
+
+/* Byte classes for the scanner (GCC range designators keep the table constant). */
+static const uint8_t char_class[256] = {
+	['a' ... 'z'] = CC_WORD, ['A' ... 'Z'] = CC_WORD, ['0' ... '9'] = CC_WORD,
+	['_'] = CC_WORD,	 [0x80 ... 0xff] = CC_WORD, ['\''] = CC_QUOTE,
+	['"'] = CC_DQUOTE,	 ['-'] = CC_DASH,	    ['/'] = CC_SLASH,
+	['$'] = CC_DOLLAR,	 [';'] = CC_SEMI,
+};
+
 static size_t skip_quoted(const char *s, size_t len, size_t i, char q, bool backslash)
 {
 	for (i++; i < len; i++) {
@@ -35,11 +45,11 @@ static size_t skip_quoted(const char *s, size_t len, size_t i, char q, bool back
 	return len;
 }
 
-/* Skip $tag$...$tag$ starting at s[i] == '$'; returns i+1 if it is no dollar quote. */
-static size_t skip_dollar(const char *s, size_t len, size_t i)
+/* Skip $tag$...$tag$ at s[i] == '$'; i+1 if it is no dollar quote (e.g. $1). */
+static size_t skip_dollar(const char *s, size_t len, size_t i, const uint8_t *cls)
 {
 	size_t j = i + 1;
-	while (j < len && s[j] != '$' && is_word_char(s[j]))
+	while (j < len && cls[(uint8_t)s[j]] == CC_WORD && !(s[j] >= '0' && s[j] <= '9' && j == i + 1))
 		j++;
 	if (j >= len || s[j] != '$')
 		return i + 1;
@@ -50,122 +60,165 @@ static size_t skip_dollar(const char *s, size_t len, size_t i)
 	return len;
 }
 
-static bool word_is(const char *w, size_t n, const char *kw)
+static bool word_is(const char *w, size_t n, const char *kw, size_t kwlen)
 {
-	return strlen(kw) == n && strncasecmp(w, kw, n) == 0;
+	return n == kwlen && strncasecmp(w, kw, n) == 0;
 }
+#define WORD_IS(w, n, lit) word_is((w), (n), (lit), sizeof(lit) - 1)
 
-static bool word_starts(const char *w, size_t n, const char *prefix)
-{
-	size_t m = strlen(prefix);
-	return n >= m && strncasecmp(w, prefix, m) == 0;
-}
+struct first_word {
+	const char *word;
+	uint8_t len;
+	uint8_t kind;   /* enum stmt_kind */
+	uint16_t flags; /* enum sqlscan_flag */
+};
+
+static const struct first_word first_words[] = {
+	{"set", 3, SK_SET, 0}, /* decided by the next word: SET LOCAL is no session state */
+	{"drop", 4, SK_PLAIN, SQL_DDL | SQL_SESSION_STATE}, /* DROP of a temp table may unpin */
+	{"reset", 5, SK_PLAIN, SQL_RESETS_SETTINGS | SQL_SESSION_STATE},
+	{"alter", 5, SK_PLAIN, SQL_DDL | SQL_SESSION_STATE},
+	{"close", 5, SK_PLAIN, SQL_SESSION_STATE},
+	{"listen", 6, SK_PLAIN, SQL_SESSION_STATE},
+	{"create", 6, SK_CREATE, SQL_DDL},
+	{"discard", 7, SK_DISCARD, SQL_RESETS_SETTINGS | SQL_SESSION_STATE},
+	{"prepare", 7, SK_PLAIN, SQL_SESSION_STATE},
+	{"declare", 7, SK_PLAIN, SQL_SESSION_STATE},
+	{"comment", 7, SK_PLAIN, SQL_DDL},
+	{"unlisten", 8, SK_PLAIN, SQL_SESSION_STATE},
+	{"truncate", 8, SK_PLAIN, SQL_DDL | SQL_SESSION_STATE},
+	{"deallocate", 10, SK_DEALLOCATE, SQL_SESSION_STATE},
+};
 
 /* Per-statement state while walking words. */
 struct stmt_scan {
 	unsigned words;     /* words seen in this statement */
-	char first[16];     /* its first word, lower-cased (truncated) */
-	bool dealloc_next;  /* DEALLOCATE [PREPARE] seen: the next word is the name */
+	enum stmt_kind kind;
 };
 
-static void lower_copy(char *dst, size_t cap, const char *w, size_t n)
+static unsigned first_word(struct stmt_scan *st, const char *w, size_t n)
 {
-	size_t m = n < cap - 1 ? n : cap - 1;
-	for (size_t i = 0; i < m; i++)
-		dst[i] = (char)((w[i] >= 'A' && w[i] <= 'Z') ? w[i] + 32 : w[i]);
-	dst[m] = 0;
-}
-
-static unsigned classify_first_word(const char *first)
-{
-	if (!strcmp(first, "reset"))
-		return SQL_RESETS_SETTINGS | SQL_SESSION_STATE;
-	if (!strcmp(first, "discard"))
-		return SQL_RESETS_SETTINGS | SQL_SESSION_STATE;
-	if (!strcmp(first, "set") || !strcmp(first, "listen") || !strcmp(first, "unlisten") ||
-	    !strcmp(first, "prepare") || !strcmp(first, "declare") || !strcmp(first, "close"))
-		return SQL_SESSION_STATE;
-	if (!strcmp(first, "alter") || !strcmp(first, "drop") || !strcmp(first, "comment") ||
-	    !strcmp(first, "truncate"))
-		return SQL_DDL | SQL_SESSION_STATE; /* DROP of a temp table may unpin */
-	if (!strcmp(first, "create"))
-		return SQL_DDL; /* TEMP is looked for in the following words */
+	if (n < 3 || n > 10)
+		return 0;
+	for (size_t i = 0; i < sizeof(first_words) / sizeof(first_words[0]); i++) {
+		const struct first_word *fw = &first_words[i];
+		if (fw->len == n && strncasecmp(w, fw->word, n) == 0) {
+			st->kind = (enum stmt_kind)fw->kind;
+			return fw->flags;
+		}
+	}
 	return 0;
 }
 
-static unsigned classify_word(struct stmt_scan *st, const char *w, size_t n, char *dealloc_name,
-			      size_t namelen)
+/* Words after the first, for the few statements that need them. */
+static unsigned later_word(struct stmt_scan *st, const char *w, size_t n, char *dealloc_name,
+			   size_t namelen)
 {
-	unsigned f = 0;
-	/* Session advisory locks (the _xact_ ones end with the transaction). */
-	if ((word_starts(w, n, "pg_advisory_") || word_starts(w, n, "pg_try_advisory_")) &&
-	    !memmem(w, n, "xact", 4))
-		f |= SQL_SESSION_STATE;
-	if (st->words == 0) {
-		lower_copy(st->first, sizeof(st->first), w, n);
-		f |= classify_first_word(st->first);
-		if (!strcmp(st->first, "deallocate"))
-			st->dealloc_next = true;
-	} else if (st->dealloc_next) {
-		if (word_is(w, n, "prepare")) {
-			/* DEALLOCATE PREPARE name */
-		} else if (word_is(w, n, "all")) {
-			f |= SQL_DROPS_STATEMENTS | SQL_SESSION_STATE;
-			st->dealloc_next = false;
-		} else {
-			f |= SQL_DEALLOCATE_NAME | SQL_SESSION_STATE;
-			if (dealloc_name && namelen)
-				snprintf(dealloc_name, namelen, "%.*s", (int)n, w);
-			st->dealloc_next = false;
+	switch (st->kind) {
+	case SK_SET:
+		if (st->words == 1) {
+			if (WORD_IS(w, n, "local") || WORD_IS(w, n, "transaction")) {
+				st->kind = SK_PLAIN; /* ends with the transaction */
+				return 0;
+			}
+			return SQL_SESSION_STATE;
 		}
-	} else if (!strcmp(st->first, "set") && st->words == 1 &&
-		   (word_is(w, n, "local") || word_is(w, n, "transaction"))) {
-		f = 0; /* SET LOCAL / SET TRANSACTION end with the transaction */
-		st->first[0] = 0;
-	} else if (!strcmp(st->first, "set") && word_is(w, n, "default")) {
-		f |= SQL_RESETS_SETTINGS;
-	} else if (!strcmp(st->first, "discard") && (word_is(w, n, "all") || word_is(w, n, "plans"))) {
-		f |= SQL_DROPS_STATEMENTS;
-	} else if (!strcmp(st->first, "create") && st->words <= 3 &&
-		   (word_is(w, n, "temp") || word_is(w, n, "temporary"))) {
-		f |= SQL_SESSION_STATE;
+		return WORD_IS(w, n, "default") ? SQL_RESETS_SETTINGS : 0;
+	case SK_DISCARD:
+		return WORD_IS(w, n, "all") || WORD_IS(w, n, "plans") ? SQL_DROPS_STATEMENTS : 0;
+	case SK_CREATE:
+		if (st->words > 3)
+			st->kind = SK_PLAIN;
+		return WORD_IS(w, n, "temp") || WORD_IS(w, n, "temporary") ? SQL_SESSION_STATE : 0;
+	case SK_DEALLOCATE:
+		if (WORD_IS(w, n, "prepare"))
+			return 0; /* DEALLOCATE PREPARE name */
+		st->kind = SK_PLAIN;
+		if (WORD_IS(w, n, "all"))
+			return SQL_DROPS_STATEMENTS;
+		if (dealloc_name && namelen)
+			snprintf(dealloc_name, namelen, "%.*s", (int)n, w);
+		return SQL_DEALLOCATE_NAME;
+	case SK_PLAIN:
+	default:
+		return 0;
 	}
-	st->words++;
-	return f;
+}
+
+/* pg_advisory_* or pg_try_advisory_*, but not the _xact_ ones (they end with the transaction). */
+static bool is_session_advisory(const char *w, size_t n)
+{
+	const char *rest;
+	if (n >= 12 && strncasecmp(w, "pg_advisory_", 12) == 0)
+		rest = w + 12;
+	else if (n >= 16 && strncasecmp(w, "pg_try_advisory_", 16) == 0)
+		rest = w + 16;
+	else
+		return false;
+	return strncasecmp(rest, "xact", 4) != 0;
 }
 
 unsigned sqlscan_classify(const char *s, size_t len, char *dealloc_name, size_t namelen)
 {
+	const uint8_t *cls = char_class;
 	unsigned flags = 0;
 	struct stmt_scan st = {0};
 	size_t i = 0;
 	while (i < len) {
-		char c = s[i];
-		if (c == '\'') {
+		switch (cls[(uint8_t)s[i]]) {
+		case CC_WORD: {
+			size_t start = i;
+			while (++i < len && cls[(uint8_t)s[i]] == CC_WORD)
+				;
+			const char *w = s + start;
+			size_t n = i - start;
+			if (n >= 12 && (w[0] | 0x20) == 'p' && (w[1] | 0x20) == 'g' && w[2] == '_' &&
+			    is_session_advisory(w, n))
+				flags |= SQL_SESSION_STATE;
+			if (st.words == 0)
+				flags |= first_word(&st, w, n);
+			else if (st.kind != SK_PLAIN)
+				flags |= later_word(&st, w, n, dealloc_name, namelen);
+			st.words++;
+			break;
+		}
+		case CC_QUOTE: {
 			bool esc = i > 0 && (s[i - 1] == 'E' || s[i - 1] == 'e');
 			i = skip_quoted(s, len, i, '\'', esc);
-		} else if (c == '"') {
+			break;
+		}
+		case CC_DQUOTE:
 			i = skip_quoted(s, len, i, '"', false);
-		} else if (c == '-' && i + 1 < len && s[i + 1] == '-') {
-			while (i < len && s[i] != '\n')
+			break;
+		case CC_DASH:
+			if (i + 1 < len && s[i + 1] == '-') {
+				const char *nl = memchr(s + i, '\n', len - i);
+				i = nl ? (size_t)(nl - s) : len;
+			} else {
 				i++;
-		} else if (c == '/' && i + 1 < len && s[i + 1] == '*') {
-			size_t k = i + 2;
-			while (k + 1 < len && !(s[k] == '*' && s[k + 1] == '/'))
-				k++;
-			i = k + 2 <= len ? k + 2 : len;
-		} else if (c == '$' && (i == 0 || !is_word_char(s[i - 1]))) {
-			i = skip_dollar(s, len, i);
-		} else if (c == ';') {
-			memset(&st, 0, sizeof(st));
-			i++;
-		} else if (is_word_char(c)) {
-			size_t start = i;
-			while (i < len && is_word_char(s[i]))
+			}
+			break;
+		case CC_SLASH:
+			if (i + 1 < len && s[i + 1] == '*') {
+				size_t k = i + 2;
+				while (k + 1 < len && !(s[k] == '*' && s[k + 1] == '/'))
+					k++;
+				i = k + 2 <= len ? k + 2 : len;
+			} else {
 				i++;
-			flags |= classify_word(&st, s + start, i - start, dealloc_name, namelen);
-		} else {
+			}
+			break;
+		case CC_DOLLAR:
+			i = skip_dollar(s, len, i, cls);
+			break;
+		case CC_SEMI:
+			st.words = 0;
+			st.kind = SK_PLAIN;
 			i++;
+			break;
+		default:
+			i++;
+			break;
 		}
 	}
 	return flags;

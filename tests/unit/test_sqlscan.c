@@ -1,0 +1,112 @@
+/*
+ * test_sqlscan.c - the statement classifier behind settings resync, pinning
+ * and prepared-statement invalidation: what it must find, and what it must
+ * not (keywords inside literals, identifiers and comments).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "sqlscan.h"
+
+static unsigned cls(const char *sql)
+{
+	return sqlscan_classify(sql, strlen(sql), NULL, 0);
+}
+
+static void test_plain_statements_are_nothing(void **state)
+{
+	(void)state;
+	assert_int_equal(cls("SELECT abalance FROM pgbench_accounts WHERE aid = 42;"), 0);
+	assert_int_equal(cls("UPDATE t SET x = 1 WHERE y = 2"), 0);
+	assert_int_equal(cls("INSERT INTO t DEFAULT VALUES"), 0);
+	assert_int_equal(cls("BEGIN; SELECT 1; COMMIT"), 0);
+	assert_int_equal(cls("WITH q AS (SELECT 1) SELECT * FROM q"), 0);
+	assert_int_equal(cls(""), 0);
+}
+
+static void test_session_state(void **state)
+{
+	(void)state;
+	assert_true(cls("SELECT pg_advisory_lock(72707369)") & SQL_SESSION_STATE);
+	assert_true(cls("select PG_TRY_ADVISORY_LOCK(1)") & SQL_SESSION_STATE);
+	assert_true(cls("SELECT pg_advisory_unlock_all()") & SQL_SESSION_STATE);
+	assert_int_equal(cls("SELECT pg_advisory_xact_lock(1)"), 0);
+	assert_int_equal(cls("SELECT pg_try_advisory_xact_lock(1)"), 0);
+	assert_true(cls("LISTEN channel") & SQL_SESSION_STATE);
+	assert_true(cls("  unlisten *") & SQL_SESSION_STATE);
+	assert_true(cls("SET work_mem = '64MB'") & SQL_SESSION_STATE);
+	assert_true(cls("SET SESSION AUTHORIZATION bob") & SQL_SESSION_STATE);
+	assert_int_equal(cls("SET LOCAL work_mem = '64MB'"), 0);
+	assert_int_equal(cls("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE"), 0);
+	assert_true(cls("CREATE TEMP TABLE t (x int)") & SQL_SESSION_STATE);
+	assert_true(cls("create global temporary table t (x int)") & SQL_SESSION_STATE);
+	assert_false(cls("CREATE TABLE t (x int)") & SQL_SESSION_STATE);
+	assert_true(cls("PREPARE q AS SELECT 1") & SQL_SESSION_STATE);
+	assert_true(cls("DECLARE c CURSOR WITH HOLD FOR SELECT 1") & SQL_SESSION_STATE);
+	/* Second statement counts too. */
+	assert_true(cls("SELECT 1; SET search_path = x") & SQL_SESSION_STATE);
+}
+
+static void test_resets_and_ddl(void **state)
+{
+	(void)state;
+	assert_true(cls("RESET application_name") & SQL_RESETS_SETTINGS);
+	assert_true(cls("DISCARD ALL") & SQL_RESETS_SETTINGS);
+	assert_true(cls("DISCARD ALL") & SQL_DROPS_STATEMENTS);
+	assert_true(cls("SET TimeZone TO DEFAULT") & SQL_RESETS_SETTINGS);
+	assert_false(cls("SET TimeZone = 'UTC'") & SQL_RESETS_SETTINGS);
+	assert_true(cls("ALTER TABLE t ADD COLUMN y int") & SQL_DDL);
+	assert_true(cls("DROP TABLE t") & SQL_DDL);
+	assert_true(cls("CREATE TABLE t (x int)") & SQL_DDL);
+	assert_true(cls("DEALLOCATE ALL") & SQL_DROPS_STATEMENTS);
+	char name[64] = "";
+	unsigned f = sqlscan_classify("DEALLOCATE PREPARE my_stmt", 26, name, sizeof(name));
+	assert_true(f & SQL_DEALLOCATE_NAME);
+	assert_string_equal(name, "my_stmt");
+}
+
+static void test_quotes_and_comments_hide_keywords(void **state)
+{
+	(void)state;
+	assert_int_equal(cls("SELECT 'SET x = 1; LISTEN y; pg_advisory_lock(1)'"), 0);
+	assert_int_equal(cls("SELECT \"pg_advisory_lock\" FROM t"), 0);
+	assert_int_equal(cls("SELECT 1 -- LISTEN x\n"), 0);
+	assert_int_equal(cls("SELECT /* RESET ALL; pg_advisory_lock(1) */ 1"), 0);
+	assert_int_equal(cls("SELECT $$; SET x = 1; $$"), 0);
+	assert_int_equal(cls("SELECT $tag$ LISTEN $tag$, $1"), 0);
+	assert_int_equal(cls("SELECT E'it\\'s; LISTEN x'"), 0);
+	assert_int_equal(cls("SELECT 'it''s; LISTEN x'"), 0);
+	/* ...but what follows a closed literal or comment still counts. */
+	assert_true(cls("SELECT 'x'; LISTEN y") & SQL_SESSION_STATE);
+	assert_true(cls("/* hi */ SET work_mem = '1MB'") & SQL_SESSION_STATE);
+}
+
+static void test_unterminated_input_is_safe(void **state)
+{
+	(void)state;
+	assert_int_equal(cls("SELECT 'never closed"), 0);
+	assert_int_equal(cls("SELECT /* never closed"), 0);
+	assert_int_equal(cls("SELECT $a$ never closed"), 0);
+	assert_int_equal(cls("SELECT \"x"), 0);
+	/* Every prefix of a tricky statement is scanned without reading past its end. */
+	const char *q = "SET x = E'a\\'b'; /* c */ SELECT pg_advisory_lock($1) -- d";
+	for (size_t n = 0; n <= strlen(q); n++)
+		(void)sqlscan_classify(q, n, NULL, 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_plain_statements_are_nothing),
+		cmocka_unit_test(test_session_state),
+		cmocka_unit_test(test_resets_and_ddl),
+		cmocka_unit_test(test_quotes_and_comments_hide_keywords),
+		cmocka_unit_test(test_unterminated_input_is_safe),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
