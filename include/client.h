@@ -83,6 +83,7 @@ struct client {
 	bool pinned;               /* the session holds state: keep this server across transactions */
 	bool pin_logged;           /* the warning about pinning was logged */
 	bool skip_until_sync;      /* berth answered with an error: skip requests up to Sync */
+	bool deallocate_execute;   /* the next Execute runs berth's stand-in for DEALLOCATE */
 };
 
 /* Take an accepted, non-blocking socket. Refuses (after startup) past max_client_conn. */

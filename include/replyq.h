@@ -40,6 +40,12 @@ enum own_query {
 	OWN_DEALLOCATE,     /* drop the statement cache after a cached-plan error */
 };
 
+/* REQ_EXECUTE sub: its CommandComplete is given the tag DEALLOCATE (a stand-in ran). */
+#define EXEC_TAG_DEALLOCATE 1
+
+/* REQ_SYNTH sub for a simple query berth answers: CommandComplete DEALLOCATE + ReadyForQuery. */
+#define SYNTH_DEALLOCATE 'z'
+
 struct req {
 	uint8_t kind;  /* enum req_kind */
 	uint8_t sub;   /* REQ_OWN_QUERY: enum own_query; REQ_SYNTH: message type;

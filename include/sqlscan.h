@@ -18,6 +18,7 @@ enum sqlscan_flag {
 	SQL_DDL = 1 << 2,              /* ALTER, DROP, CREATE, COMMENT...: plans may be stale */
 	SQL_DROPS_STATEMENTS = 1 << 3, /* DISCARD ALL/PLANS, DEALLOCATE ALL: server forgets statements */
 	SQL_DEALLOCATE_NAME = 1 << 4,  /* DEALLOCATE name: the name is returned */
+	SQL_MULTI = 1 << 5,            /* more than one statement */
 };
 
 /*

@@ -725,24 +725,27 @@ static enum sbuf_action client_synth_reply(struct client *c, uint8_t type)
 	return SB_SKIP;
 }
 
+/* Private flag next to enum sqlscan_flag: berth answers this query itself. */
+#define SQL_ANSWERED (1u << 16)
+
 /*
  * Look at SQL text for what the pooler must know: settings RESET (restore
  * the client's startup values), session state (check whether to pin), DDL
  * (later Parses are planned afresh), statements dropped on the server.
  */
-static void client_classify_sql(struct client *c, const char *sql, size_t len)
+static unsigned client_classify_sql(struct client *c, const char *sql, size_t len)
 {
 	bool txmode = c->pool->pool_mode == POOL_TRANSACTION;
 	if (!txmode && c->startup.n == 0)
-		return;
+		return 0;
 	char name[64] = "";
 	unsigned f = sqlscan_classify(sql, len, name, sizeof(name));
 	if (!f)
-		return;
+		return 0;
 	if ((f & SQL_RESETS_SETTINGS) && c->startup.n > 0)
 		c->resync_pending = true;
 	if (!txmode)
-		return;
+		return f;
 	if (f & SQL_SESSION_STATE)
 		c->probe_wanted = true;
 	if (client_shares_stmts(c)) {
@@ -753,9 +756,16 @@ static void client_classify_sql(struct client *c, const char *sql, size_t len)
 			server_stmts_clear(&c->server->stmts);
 			client_stmts_clear(&c->stmts, &c->w->pstmts);
 		}
-		if ((f & SQL_DEALLOCATE_NAME) && name[0])
-			client_stmt_del(&c->stmts, &c->w->pstmts, name);
+		/*
+		 * DEALLOCATE of one of this client's protocol-level statements: the
+		 * server knows it under a shared name, so berth answers it itself
+		 * (SQL_ANSWERED) when it is the whole query.
+		 */
+		if ((f & SQL_DEALLOCATE_NAME) && name[0] &&
+		    client_stmt_del(&c->stmts, &c->w->pstmts, name) && !(f & SQL_MULTI))
+			f |= SQL_ANSWERED;
 	}
+	return f;
 }
 
 /* Query text of a Parse body (after the statement name); NULL if malformed. */
@@ -773,6 +783,34 @@ static const char *parse_query_text(const uint8_t *body, size_t len, size_t *tex
 	return q;
 }
 
+/*
+ * "DEALLOCATE name" of one of the client's own statements, sent as an unnamed
+ * Parse (psycopg evicts its cache this way). The server knows the statement
+ * under a shared name that others still use, so the server runs a statement
+ * with the same replies and no effect instead, and berth gives its
+ * CommandComplete the tag DEALLOCATE (the Execute that follows is marked).
+ */
+static enum sbuf_action client_parse_noop_deallocate(struct client *c)
+{
+	static const char noop[] = "DO $berth$BEGIN END$berth$";
+	uint8_t msg[PKT_HDR_LEN + 1 + sizeof(noop) + 2];
+	struct pkt_writer wr;
+	writer_init(&wr, msg, sizeof(msg));
+	writer_begin(&wr, 'P');
+	writer_cstr(&wr, "");
+	writer_cstr(&wr, noop);
+	writer_u16(&wr, 0);
+	writer_end(&wr);
+	if (!writer_ok(&wr) || !sbuf_queue(&c->server->sb, msg, wr.len) ||
+	    !server_push(c->server, REQ_PARSE, 0, 0, NULL)) {
+		client_close(c, "out of memory");
+		return SB_CLOSED;
+	}
+	c->deallocate_execute = true;
+	sbuf_flush(&c->server->sb);
+	return SB_SKIP;
+}
+
 static enum sbuf_action client_handle_parse(struct client *c, const struct pkt_hdr *hdr,
 					    const uint8_t *data, size_t avail)
 {
@@ -787,10 +825,13 @@ static enum sbuf_action client_handle_parse(struct client *c, const struct pkt_h
 	if (!named || !client_shares_stmts(c)) {
 		/* Unnamed, or session mode: passes through; read its text when at hand. */
 		if (whole) {
+			if (client_output_pending(c))
+				return SB_FLUSH; /* a rewritten Parse may follow */
 			size_t tl;
 			const char *q = parse_query_text(body, blen, &tl);
-			if (q)
-				client_classify_sql(c, q, tl);
+			unsigned f = q ? client_classify_sql(c, q, tl) : 0;
+			if (f & SQL_ANSWERED)
+				return client_parse_noop_deallocate(c);
 		}
 		if (!server_push(s, REQ_PARSE, 0, 0, NULL))
 			goto oom;
@@ -809,6 +850,17 @@ static enum sbuf_action client_handle_parse(struct client *c, const struct pkt_h
 	if (client_stmt_get(&c->stmts, name))
 		return client_extended_error(c, "42P05", "prepared statement \"%s\" already exists",
 					     name);
+	if (c->pinned) {
+		/*
+		 * A pinned session keeps its server: the statement goes there under
+		 * the client's own name, where SQL-level PREPAREs share its namespace
+		 * (and keep the client pinned while they exist).
+		 */
+		client_classify_sql(c, q, tl);
+		if (!server_push(s, REQ_PARSE, 0, 0, NULL))
+			goto oom;
+		return SB_FORWARD;
+	}
 	if (client_output_pending(c))
 		return SB_FLUSH; /* berth's messages must follow what came before */
 	client_classify_sql(c, q, tl);
@@ -874,6 +926,12 @@ static enum sbuf_action client_handle_named(struct client *c, const struct pkt_h
 		return SB_FORWARD;
 	}
 	struct pstmt *ps = client_stmt_get(&c->stmts, name);
+	if (!ps && c->pinned) {
+		/* Maybe prepared on the pinned session itself (SQL PREPARE): let it answer. */
+		if (!server_push(s, kind, 0, 0, NULL))
+			goto oom;
+		return SB_FORWARD;
+	}
 	if (!ps)
 		return client_extended_error(c, "26000", "prepared statement \"%s\" does not exist",
 					     name);
@@ -937,7 +995,12 @@ static enum sbuf_action client_handle_close(struct client *c, const struct pkt_h
 		return SB_FORWARD;
 	}
 	/* Only this client's name goes; the shared statement stays for others. */
-	client_stmt_del(&c->stmts, &c->w->pstmts, name);
+	if (!client_stmt_del(&c->stmts, &c->w->pstmts, name) && c->pinned) {
+		/* Not one of berth's: a statement of the pinned session itself. */
+		if (!server_push(c->server, REQ_CLOSE, 0, 0, NULL))
+			goto oom;
+		return SB_FORWARD;
+	}
 	return client_synth_reply(c, '3');
 oom:
 	client_close(c, "out of memory");
@@ -948,6 +1011,7 @@ static enum sbuf_action client_handle_request(struct client *c, const struct pkt
 					      const uint8_t *data, size_t avail)
 {
 	uint8_t t = hdr->type;
+	log_debug("C-%llu: request '%c' (%zu bytes)", (unsigned long long)c->id, t, hdr->total_len);
 	if (t == 'X') {
 		/* Terminate: send what came before it, then leave. */
 		if (client_output_pending(c))
@@ -977,15 +1041,22 @@ static enum sbuf_action client_handle_request(struct client *c, const struct pkt
 	}
 	if (c->skip_until_sync)
 		return SB_SKIP; /* berth answered with an error: the rest waits for Sync */
-	if (s->skip_until_sync && t != 'd' && t != 'c' && t != 'f')
+	if (s->skip_until_sync && t != 'd' && t != 'c' && t != 'f') {
+		log_debug("C-%llu: server skips '%c' until Sync", (unsigned long long)c->id, t);
 		return SB_FORWARD; /* the server skips these itself: no replies to expect */
+	}
 	switch (t) {
 	case 'Q': /* simple query: replies until ReadyForQuery */
-		if (avail >= hdr->total_len)
-			client_classify_sql(c, (const char *)data + PKT_HDR_LEN,
-					    strnlen((const char *)data + PKT_HDR_LEN,
-						    hdr->total_len - PKT_HDR_LEN));
 		c->pool->query_count++;
+		if (avail >= hdr->total_len) {
+			if (client_output_pending(c))
+				return SB_FLUSH; /* an answer of berth's own may follow */
+			const char *sql = (const char *)data + PKT_HDR_LEN;
+			unsigned f = client_classify_sql(
+				c, sql, strnlen(sql, hdr->total_len - PKT_HDR_LEN));
+			if (f & SQL_ANSWERED)
+				return client_synth_reply(c, SYNTH_DEALLOCATE);
+		}
 		if (!server_push(s, REQ_QUERY, 0, 0, NULL))
 			goto oom;
 		return SB_FORWARD;
@@ -996,8 +1067,10 @@ static enum sbuf_action client_handle_request(struct client *c, const struct pkt
 		return SB_FORWARD;
 	case 'E':
 		c->pool->query_count++;
-		if (!server_push(s, REQ_EXECUTE, 0, 0, NULL))
+		if (!server_push(s, REQ_EXECUTE, c->deallocate_execute ? EXEC_TAG_DEALLOCATE : 0, 0,
+				 NULL))
 			goto oom;
+		c->deallocate_execute = false;
 		return SB_FORWARD;
 	case 'P':
 		return client_handle_parse(c, hdr, data, avail);

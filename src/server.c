@@ -31,6 +31,7 @@ static void server_on_error(struct sbuf *sb, const char *reason);
 static void server_on_flushed(struct sbuf *sb);
 static bool server_send_own_query(struct server *s, enum own_query what, const char *sql,
 				  size_t n);
+static void server_release_when_flushed(struct server *s);
 
 static const struct sbuf_ops server_sbuf_ops = {
 	.on_message = server_on_message,
@@ -242,15 +243,30 @@ bool server_drain_synth(struct server *s)
 		if (server_has_output_pending(s))
 			return true; /* earlier replies first: on_flushed comes back here */
 		struct client *c = s->client;
+		bool answered_query = r->sub == SYNTH_DEALLOCATE;
 		if (c) {
 			uint8_t small[PKT_HDR_LEN] = {r->sub, 0, 0, 0, 4};
+			uint8_t buf[64];
 			const uint8_t *msg = r->msg ? r->msg : small;
 			size_t len = r->msg ? 1 + be32_read(r->msg + 1) : sizeof(small);
+			if (answered_query) {
+				/* A whole simple query answered by berth: its tag and ReadyForQuery. */
+				struct pkt_writer wr;
+				writer_init(&wr, buf, sizeof(buf));
+				writer_begin(&wr, 'C');
+				writer_cstr(&wr, "DEALLOCATE");
+				writer_end(&wr);
+				codec_write_ready(&wr, s->txn_status);
+				msg = buf;
+				len = wr.len;
+			}
 			if (!sbuf_queue(&c->sb, msg, len))
 				return false;
 			sbuf_flush(&c->sb);
 		}
 		replyq_pop(&s->q);
+		if (answered_query && c && replyq_empty(&s->q) && s->client == c)
+			server_release_when_flushed(s);
 	}
 	return true;
 }
@@ -473,7 +489,8 @@ static bool server_start_probe(struct server *s, struct client *c)
 		"(SELECT count(*) FROM pg_catalog.pg_listening_channels()), "
 		"(SELECT count(*) FROM pg_catalog.pg_class WHERE relnamespace = "
 		"pg_catalog.pg_my_temp_schema()), "
-		"(SELECT count(*) FROM pg_catalog.pg_prepared_statements WHERE from_sql), "
+		"(SELECT count(*) FROM pg_catalog.pg_prepared_statements WHERE name NOT LIKE "
+		"'berth\\_%'), "
 		"(SELECT count(*) FROM pg_catalog.pg_cursors WHERE is_holdable), "
 		"(SELECT pg_catalog.string_agg(name, ', ') FROM pg_catalog.pg_settings WHERE "
 		"source = 'session' AND pg_catalog.lower(name) <> ALL (ARRAY['application_name'";
@@ -507,7 +524,7 @@ static void server_read_probe(struct server *s, const uint8_t *data, size_t len)
 	reader_init(&r, data + PKT_HDR_LEN, len - PKT_HDR_LEN);
 	uint16_t ncol = reader_u16(&r);
 	static const char *const what[] = {"advisory lock", "LISTEN", "temporary table",
-					    "SQL prepared statement", "WITH HOLD cursor",
+					    "prepared statement of its own", "WITH HOLD cursor",
 					    "session SET of", "role change"};
 	char reasons[256] = "";
 	size_t rl = 0;
@@ -776,6 +793,8 @@ static enum sbuf_action server_on_message(struct sbuf *sb, const struct pkt_hdr 
 	struct server *s = sb->owner;
 	struct client *c = s->client;
 	struct req *r = replyq_head(&s->q);
+	log_debug("S-%llu: reply '%c' (%zu bytes), queue %u, head %d", (unsigned long long)s->id,
+		  hdr->type, hdr->total_len, s->q.n, r ? r->kind : -1);
 
 	/* Replies berth makes come out first, in their place in the stream. */
 	if (r && r->kind == REQ_SYNTH) {
@@ -834,6 +853,19 @@ static enum sbuf_action server_on_message(struct sbuf *sb, const struct pkt_hdr 
 		return server_extended_error(s, hdr, data, avail);
 	if (r->kind == REQ_DESCRIBE_STMT && hdr->type == 't')
 		r->sub = 1;
+	if (r->kind == REQ_EXECUTE && r->sub == EXEC_TAG_DEALLOCATE && hdr->type == 'C' && c) {
+		/* berth's stand-in for the client's DEALLOCATE: give it the right tag. */
+		if (server_has_output_pending(s))
+			return SB_FLUSH;
+		static const uint8_t tag[] = {'C', 0, 0, 0, 15, 'D', 'E', 'A', 'L', 'L',
+					      'O', 'C', 'A', 'T', 'E', 0};
+		if (!sbuf_queue(&c->sb, tag, sizeof(tag))) {
+			server_close(s, "out of memory");
+			return SB_CLOSED;
+		}
+		replyq_pop(&s->q);
+		return SB_SKIP;
+	}
 	if (reply_ends(r, hdr->type))
 		replyq_pop(&s->q);
 	return c && !own ? SB_FORWARD : SB_SKIP;

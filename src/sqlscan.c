@@ -163,6 +163,7 @@ unsigned sqlscan_classify(const char *s, size_t len, char *dealloc_name, size_t 
 	const uint8_t *cls = char_class;
 	unsigned flags = 0;
 	struct stmt_scan st = {0};
+	unsigned statements = 0;
 	size_t i = 0;
 	while (i < len) {
 		switch (cls[(uint8_t)s[i]]) {
@@ -175,8 +176,11 @@ unsigned sqlscan_classify(const char *s, size_t len, char *dealloc_name, size_t 
 			if (n >= 12 && (w[0] | 0x20) == 'p' && (w[1] | 0x20) == 'g' && w[2] == '_' &&
 			    is_session_advisory(w, n))
 				flags |= SQL_SESSION_STATE;
-			if (st.words == 0)
+			if (st.words == 0) {
+				if (statements++)
+					flags |= SQL_MULTI;
 				flags |= first_word(&st, w, n);
+			}
 			else if (st.kind != SK_PLAIN)
 				flags |= later_word(&st, w, n, dealloc_name, namelen);
 			st.words++;

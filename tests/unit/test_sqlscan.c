@@ -24,7 +24,9 @@ static void test_plain_statements_are_nothing(void **state)
 	assert_int_equal(cls("SELECT abalance FROM pgbench_accounts WHERE aid = 42;"), 0);
 	assert_int_equal(cls("UPDATE t SET x = 1 WHERE y = 2"), 0);
 	assert_int_equal(cls("INSERT INTO t DEFAULT VALUES"), 0);
-	assert_int_equal(cls("BEGIN; SELECT 1; COMMIT"), 0);
+	assert_int_equal(cls("BEGIN; SELECT 1; COMMIT"), SQL_MULTI);
+	assert_int_equal(cls("SELECT 1;"), 0);
+	assert_int_equal(cls("SELECT 1; ; -- nothing else"), 0);
 	assert_int_equal(cls("WITH q AS (SELECT 1) SELECT * FROM q"), 0);
 	assert_int_equal(cls(""), 0);
 }
@@ -67,7 +69,9 @@ static void test_resets_and_ddl(void **state)
 	char name[64] = "";
 	unsigned f = sqlscan_classify("DEALLOCATE PREPARE my_stmt", 26, name, sizeof(name));
 	assert_true(f & SQL_DEALLOCATE_NAME);
+	assert_false(f & SQL_MULTI);
 	assert_string_equal(name, "my_stmt");
+	assert_true(cls("DEALLOCATE a; SELECT 1") & SQL_MULTI);
 }
 
 static void test_quotes_and_comments_hide_keywords(void **state)
