@@ -81,9 +81,12 @@ struct client {
 	bool resync_pending;       /* sent SQL that may RESET settings: restore startup values after it */
 	bool probe_wanted;         /* sent SQL that may hold session state: check before release */
 	bool pinned;               /* the session holds state: keep this server across transactions */
+	bool probing;              /* the check for session state is running: treat as pinned */
 	bool pin_logged;           /* the warning about pinning was logged */
 	bool skip_until_sync;      /* berth answered with an error: skip requests up to Sync */
 	bool deallocate_execute;   /* the next Execute runs berth's stand-in for DEALLOCATE */
+	uint32_t forgotten_id;     /* last statement whose failed Parse removed its name... */
+	char *forgotten_name;      /* ...and that name (malloc'd), for the server's errors about it */
 };
 
 /* Take an accepted, non-blocking socket. Refuses (after startup) past max_client_conn. */
@@ -96,6 +99,8 @@ void client_finish_login(struct client *c);
 void client_fail(struct client *c, const char *sqlstate, const char *fmt, ...) BERTH_PRINTF(3, 4);
 /* A renamed Parse failed: forget the client's name for statement id. */
 void client_forget_stmt_id(struct client *c, uint32_t id);
+/* The client's name for shared statement id (or one just forgotten); NULL if none. */
+const char *client_stmt_name_of(const struct client *c, uint32_t id);
 /* Close without a message. */
 void client_close(struct client *c, const char *reason);
 /* The linked server went away (server.c has already unlinked). */

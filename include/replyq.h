@@ -40,6 +40,10 @@ enum own_query {
 	OWN_DEALLOCATE,     /* drop the statement cache after a cached-plan error */
 };
 
+/* REQ_QUERY sub bits: it drops every prepared statement; an error happened in it. */
+#define QUERY_DROPS_STATEMENTS 1
+#define QUERY_FAILED 2
+
 /* REQ_EXECUTE sub: its CommandComplete is given the tag DEALLOCATE (a stand-in ran). */
 #define EXEC_TAG_DEALLOCATE 1
 

@@ -19,12 +19,21 @@ enum sqlscan_flag {
 	SQL_DROPS_STATEMENTS = 1 << 3, /* DISCARD ALL/PLANS, DEALLOCATE ALL: server forgets statements */
 	SQL_DEALLOCATE_NAME = 1 << 4,  /* DEALLOCATE name: the name is returned */
 	SQL_MULTI = 1 << 5,            /* more than one statement */
+	SQL_PREPARE_NAME = 1 << 6,     /* PREPARE name ...: the name is returned */
+	SQL_EXECUTE_NAME = 1 << 7,     /* EXECUTE name ...: the name and where it is are returned */
+};
+
+/* A statement name a PREPARE, EXECUTE or DEALLOCATE refers to. */
+struct sqlscan_name {
+	char name[64]; /* as written (unquoted identifiers only) */
+	size_t off;    /* where it starts in the text */
+	size_t len;    /* its length there */
 };
 
 /*
- * Classify sql[0..len) into a set of enum sqlscan_flag. dealloc_name (may be
- * NULL) receives the statement name of the first DEALLOCATE <name>.
+ * Classify sql[0..len) into a set of enum sqlscan_flag. name (may be NULL)
+ * receives the statement name of the first DEALLOCATE, PREPARE or EXECUTE.
  */
-unsigned sqlscan_classify(const char *sql, size_t len, char *dealloc_name, size_t namelen);
+unsigned sqlscan_classify(const char *sql, size_t len, struct sqlscan_name *name);
 
 #endif

@@ -185,6 +185,7 @@ void client_free(struct client *c)
 	params_clear(&c->vars);
 	params_clear(&c->startup);
 	client_stmts_clear(&c->stmts, &c->w->pstmts);
+	free(c->forgotten_name);
 	c->w->n_clients--;
 	free(c);
 }
@@ -660,18 +661,35 @@ void client_server_lost(struct client *c, const char *why)
 	client_fail(c, ERR_CONNECTION_FAILURE, "server connection lost: %s", why);
 }
 
+/* Rare path (errors): this client's entry for a shared statement id. */
+static struct client_stmt *client_stmt_by_id(const struct client *c, uint32_t id)
+{
+	const struct client_stmts *cs = &c->stmts;
+	for (size_t i = 0; i < cs->n_buckets; i++)
+		for (struct client_stmt *e = cs->buckets[i]; e; e = e->next)
+			if (e->ps->id == id)
+				return e;
+	return NULL;
+}
+
 void client_forget_stmt_id(struct client *c, uint32_t id)
 {
-	/* Rare path (a renamed Parse failed): walk this client's names. */
-	struct client_stmts *cs = &c->stmts;
-	for (size_t i = 0; i < cs->n_buckets; i++) {
-		for (struct client_stmt *e = cs->buckets[i]; e; e = e->next) {
-			if (e->ps->id == id) {
-				client_stmt_del(cs, &c->w->pstmts, e->name);
-				return;
-			}
-		}
-	}
+	struct client_stmt *e = client_stmt_by_id(c, id);
+	if (!e)
+		return;
+	/* Keep the name: the server may still report errors about it in this pipeline. */
+	c->forgotten_id = id;
+	free(c->forgotten_name);
+	c->forgotten_name = strdup(e->name); /* NULL on out of memory: errors keep berth's name */
+	client_stmt_del(&c->stmts, &c->w->pstmts, e->name);
+}
+
+const char *client_stmt_name_of(const struct client *c, uint32_t id)
+{
+	const struct client_stmt *e = client_stmt_by_id(c, id);
+	if (e)
+		return e->name;
+	return c->forgotten_id == id ? c->forgotten_name : NULL;
 }
 
 /* Bytes parsed from this client and not yet sent to its server? */
@@ -725,21 +743,23 @@ static enum sbuf_action client_synth_reply(struct client *c, uint8_t type)
 	return SB_SKIP;
 }
 
-/* Private flag next to enum sqlscan_flag: berth answers this query itself. */
+/* Private flags next to enum sqlscan_flag: berth answers this query itself; rewrites it. */
 #define SQL_ANSWERED (1u << 16)
+#define SQL_REWRITE (1u << 17)
 
 /*
  * Look at SQL text for what the pooler must know: settings RESET (restore
  * the client's startup values), session state (check whether to pin), DDL
  * (later Parses are planned afresh), statements dropped on the server.
  */
-static unsigned client_classify_sql(struct client *c, const char *sql, size_t len)
+static unsigned client_classify_sql(struct client *c, const char *sql, size_t len,
+				    struct sqlscan_name *nm)
 {
 	bool txmode = c->pool->pool_mode == POOL_TRANSACTION;
 	if (!txmode && c->startup.n == 0)
 		return 0;
-	char name[64] = "";
-	unsigned f = sqlscan_classify(sql, len, name, sizeof(name));
+	const char *name = nm->name;
+	unsigned f = sqlscan_classify(sql, len, nm);
 	if (!f)
 		return 0;
 	if ((f & SQL_RESETS_SETTINGS) && c->startup.n > 0)
@@ -751,11 +771,7 @@ static unsigned client_classify_sql(struct client *c, const char *sql, size_t le
 	if (client_shares_stmts(c)) {
 		if (f & SQL_DDL)
 			pstmt_new_epoch(&c->w->pstmts);
-		if (f & SQL_DROPS_STATEMENTS) {
-			/* The server forgets every prepared statement, the client's too. */
-			server_stmts_clear(&c->server->stmts);
-			client_stmts_clear(&c->stmts, &c->w->pstmts);
-		}
+		/* SQL_DROPS_STATEMENTS takes effect at the query's ReadyForQuery, if it succeeded. */
 		/*
 		 * DEALLOCATE of one of this client's protocol-level statements: the
 		 * server knows it under a shared name, so berth answers it itself
@@ -764,8 +780,50 @@ static unsigned client_classify_sql(struct client *c, const char *sql, size_t le
 		if ((f & SQL_DEALLOCATE_NAME) && name[0] &&
 		    client_stmt_del(&c->stmts, &c->w->pstmts, name) && !(f & SQL_MULTI))
 			f |= SQL_ANSWERED;
+		/* PREPARE and EXECUTE share names with protocol-level statements. */
+		if ((f & (SQL_PREPARE_NAME | SQL_EXECUTE_NAME)) && !(f & SQL_MULTI) &&
+		    client_stmt_get(&c->stmts, name))
+			f |= SQL_REWRITE;
 	}
 	return f;
+}
+
+/*
+ * A simple query names one of the client's protocol-level statements:
+ * EXECUTE runs it under its server-side name; PREPARE of a taken name fails
+ * as PostgreSQL's would, raised by the server so the transaction state is
+ * right. The query is sent rewritten.
+ */
+static enum sbuf_action client_rewrite_query(struct client *c, const char *sql, size_t len,
+					     unsigned f, const struct sqlscan_name *nm)
+{
+	struct server *s = c->server;
+	char q[1024];
+	int n;
+	if (f & SQL_PREPARE_NAME) {
+		/* The name goes in as a dollar-quoted literal (identifiers cannot hold a '$'). */
+		n = snprintf(q, sizeof(q),
+			     "DO $berth$BEGIN RAISE EXCEPTION USING ERRCODE = '42P05', MESSAGE = "
+			     "'prepared statement \"' || $n$%s$n$ || '\" already exists'; END$berth$",
+			     nm->name);
+	} else {
+		struct pstmt *ps = client_stmt_get(&c->stmts, nm->name);
+		if (!ps || nm->off + nm->len > len)
+			return SB_FORWARD;
+		if (!server_ensure_stmt(s, ps,
+					(uint32_t)worker_config(c->w)->max_prepared_statements, false))
+			return SB_CLOSED;
+		n = snprintf(q, sizeof(q), "%.*s%s%.*s", (int)nm->off, sql, ps->sname,
+			     (int)(len - nm->off - nm->len), sql + nm->off + nm->len);
+	}
+	if (n < 0 || (size_t)n >= sizeof(q))
+		return SB_FORWARD; /* too long to rewrite here: the server answers as it can */
+	uint8_t hdr[PKT_HDR_LEN] = {'Q'};
+	be32_write(hdr + 1, (uint32_t)(4 + n + 1));
+	if (!sbuf_queue(&s->sb, hdr, sizeof(hdr)) || !sbuf_queue(&s->sb, q, (size_t)n + 1))
+		return SB_CLOSED;
+	sbuf_flush(&s->sb);
+	return SB_SKIP;
 }
 
 /* Query text of a Parse body (after the statement name); NULL if malformed. */
@@ -829,7 +887,8 @@ static enum sbuf_action client_handle_parse(struct client *c, const struct pkt_h
 				return SB_FLUSH; /* a rewritten Parse may follow */
 			size_t tl;
 			const char *q = parse_query_text(body, blen, &tl);
-			unsigned f = q ? client_classify_sql(c, q, tl) : 0;
+			struct sqlscan_name nm;
+			unsigned f = q ? client_classify_sql(c, q, tl, &nm) : 0;
 			if (f & SQL_ANSWERED)
 				return client_parse_noop_deallocate(c);
 		}
@@ -850,20 +909,22 @@ static enum sbuf_action client_handle_parse(struct client *c, const struct pkt_h
 	if (client_stmt_get(&c->stmts, name))
 		return client_extended_error(c, "42P05", "prepared statement \"%s\" already exists",
 					     name);
-	if (c->pinned) {
+	if (c->pinned || c->probing) {
 		/*
 		 * A pinned session keeps its server: the statement goes there under
 		 * the client's own name, where SQL-level PREPAREs share its namespace
 		 * (and keep the client pinned while they exist).
 		 */
-		client_classify_sql(c, q, tl);
+		struct sqlscan_name nm;
+		client_classify_sql(c, q, tl, &nm);
 		if (!server_push(s, REQ_PARSE, 0, 0, NULL))
 			goto oom;
 		return SB_FORWARD;
 	}
 	if (client_output_pending(c))
 		return SB_FLUSH; /* berth's messages must follow what came before */
-	client_classify_sql(c, q, tl);
+	struct sqlscan_name nm;
+	client_classify_sql(c, q, tl, &nm);
 	struct pstmt *ps = pstmt_intern(&c->w->pstmts, body + nlen + 1, blen - nlen - 1);
 	if (!ps)
 		goto oom;
@@ -926,7 +987,7 @@ static enum sbuf_action client_handle_named(struct client *c, const struct pkt_h
 		return SB_FORWARD;
 	}
 	struct pstmt *ps = client_stmt_get(&c->stmts, name);
-	if (!ps && c->pinned) {
+	if (!ps && (c->pinned || c->probing)) {
 		/* Maybe prepared on the pinned session itself (SQL PREPARE): let it answer. */
 		if (!server_push(s, kind, 0, 0, NULL))
 			goto oom;
@@ -995,7 +1056,7 @@ static enum sbuf_action client_handle_close(struct client *c, const struct pkt_h
 		return SB_FORWARD;
 	}
 	/* Only this client's name goes; the shared statement stays for others. */
-	if (!client_stmt_del(&c->stmts, &c->w->pstmts, name) && c->pinned) {
+	if (!client_stmt_del(&c->stmts, &c->w->pstmts, name) && (c->pinned || c->probing)) {
 		/* Not one of berth's: a statement of the pinned session itself. */
 		if (!server_push(c->server, REQ_CLOSE, 0, 0, NULL))
 			goto oom;
@@ -1048,16 +1109,31 @@ static enum sbuf_action client_handle_request(struct client *c, const struct pkt
 	switch (t) {
 	case 'Q': /* simple query: replies until ReadyForQuery */
 		c->pool->query_count++;
+		uint8_t qsub = 0;
 		if (avail >= hdr->total_len) {
 			if (client_output_pending(c))
 				return SB_FLUSH; /* an answer of berth's own may follow */
 			const char *sql = (const char *)data + PKT_HDR_LEN;
+			struct sqlscan_name nm;
 			unsigned f = client_classify_sql(
-				c, sql, strnlen(sql, hdr->total_len - PKT_HDR_LEN));
+				c, sql, strnlen(sql, hdr->total_len - PKT_HDR_LEN), &nm);
 			if (f & SQL_ANSWERED)
 				return client_synth_reply(c, SYNTH_DEALLOCATE);
+			if ((f & SQL_DROPS_STATEMENTS) && client_shares_stmts(c))
+				qsub = QUERY_DROPS_STATEMENTS;
+			if (f & SQL_REWRITE) {
+				enum sbuf_action act = client_rewrite_query(
+					c, sql, strnlen(sql, hdr->total_len - PKT_HDR_LEN), f, &nm);
+				if (act == SB_CLOSED)
+					goto oom;
+				if (act == SB_SKIP) {
+					if (!server_push(s, REQ_QUERY, qsub, 0, NULL))
+						goto oom;
+					return SB_SKIP;
+				}
+			}
 		}
-		if (!server_push(s, REQ_QUERY, 0, 0, NULL))
+		if (!server_push(s, REQ_QUERY, qsub, 0, NULL))
 			goto oom;
 		return SB_FORWARD;
 	case 'F':

@@ -510,6 +510,7 @@ static bool server_start_probe(struct server *s, struct client *c)
 	memcpy(q + pos, tail, sizeof(tail));
 	pos += sizeof(tail) - 1;
 	c->probe_wanted = false;
+	c->probing = true;
 	if (!server_send_own_query(s, OWN_PROBE, q, pos))
 		return false;
 	sbuf_flush(&s->sb);
@@ -548,6 +549,7 @@ static void server_read_probe(struct server *s, const uint8_t *data, size_t len)
 		return;
 	bool was = c->pinned;
 	c->pinned = rl > 0;
+	c->probing = false;
 	if (c->pinned && !c->pin_logged) {
 		c->pin_logged = true;
 		log_warn("C-%llu: %s/%s pinned to its server connection: the session holds %s",
@@ -640,6 +642,63 @@ static void server_undo_parse(struct server *s, const struct req *r)
 }
 
 /*
+ * Errors name statements by their server-side name ("berth_12"); the client
+ * knows them by its own. Give the client the error with its name in it.
+ * Returns SB_SKIP if a rewritten copy was queued, SB_FORWARD to forward the
+ * original, SB_FLUSH if earlier replies must leave first.
+ */
+static enum sbuf_action server_forward_error(struct server *s, const struct pkt_hdr *hdr,
+					     const uint8_t *data, size_t avail)
+{
+	struct client *c = s->client;
+	if (!c || avail < hdr->total_len)
+		return SB_FORWARD;
+	const uint8_t *hit = memmem(data, hdr->total_len, PSTMT_NAME_PREFIX, sizeof(PSTMT_NAME_PREFIX) - 1);
+	if (!hit)
+		return SB_FORWARD;
+	uint32_t id = (uint32_t)strtoul((const char *)hit + sizeof(PSTMT_NAME_PREFIX) - 1, NULL, 10);
+	const char *name = client_stmt_name_of(c, id);
+	if (!name)
+		return SB_FORWARD;
+	if (server_has_output_pending(s))
+		return SB_FLUSH;
+	char sname[PSTMT_NAME_MAX];
+	pstmt_server_name(id, sname);
+	size_t snl = strlen(sname), nl = strlen(name);
+	/* Copy field by field, replacing the name inside each text. */
+	uint8_t out[2048];
+	struct pkt_writer wr;
+	writer_init(&wr, out, sizeof(out));
+	writer_begin(&wr, 'E');
+	struct pkt_reader r;
+	reader_init(&r, data + PKT_HDR_LEN, hdr->total_len - PKT_HDR_LEN);
+	for (;;) {
+		uint8_t f = reader_u8(&r);
+		if (r.failed || f == 0)
+			break;
+		const char *v = reader_cstr(&r);
+		if (!v)
+			break;
+		writer_u8(&wr, f);
+		for (const char *p = v; *p;) {
+			if (strncmp(p, sname, snl) == 0 && !(p[snl] >= '0' && p[snl] <= '9')) {
+				writer_bytes(&wr, name, nl);
+				p += snl;
+			} else {
+				writer_u8(&wr, (uint8_t)*p++);
+			}
+		}
+		writer_u8(&wr, 0);
+	}
+	writer_u8(&wr, 0);
+	writer_end(&wr);
+	if (r.failed || !writer_ok(&wr) || !sbuf_queue(&c->sb, out, wr.len))
+		return SB_FORWARD;
+	sbuf_flush(&c->sb);
+	return SB_SKIP;
+}
+
+/*
  * An ErrorResponse ended an extended-protocol request: the server now skips
  * everything up to the next Sync, so the requests queued before it get no
  * replies ("Extended Query": error recovery).
@@ -649,6 +708,10 @@ static enum sbuf_action server_extended_error(struct server *s, const struct pkt
 {
 	if (avail < hdr->total_len && hdr->total_len <= s->sb.w->pkt_buf)
 		return SB_NEED_FULL;
+	/* Decide how the client gets it before the queue changes (SB_FLUSH comes back here). */
+	enum sbuf_action how = s->client ? server_forward_error(s, hdr, data, avail) : SB_SKIP;
+	if (how == SB_FLUSH)
+		return SB_FLUSH;
 	char code[6];
 	if (avail >= hdr->total_len &&
 	    codec_error_sqlstate(data + PKT_HDR_LEN, hdr->total_len - PKT_HDR_LEN, code) &&
@@ -663,7 +726,7 @@ static enum sbuf_action server_extended_error(struct server *s, const struct pkt
 	}
 	if (!r)
 		s->skip_until_sync = true;
-	return s->client ? SB_FORWARD : SB_SKIP;
+	return how;
 }
 
 /* Replies to berth's own query: swallowed; what it was for happens at its ReadyForQuery. */
@@ -840,6 +903,13 @@ static enum sbuf_action server_on_message(struct sbuf *sb, const struct pkt_hdr 
 			return SB_CLOSED;
 		}
 		s->txn_status = (char)data[PKT_HDR_LEN];
+		if (r->kind == REQ_QUERY && (r->sub & QUERY_DROPS_STATEMENTS) &&
+		    !(r->sub & QUERY_FAILED)) {
+			/* DISCARD ALL / DEALLOCATE ALL ran: the session has no statements left. */
+			server_stmts_clear(&s->stmts);
+			if (c)
+				client_stmts_clear(&c->stmts, &s->pool->w->pstmts);
+		}
 		replyq_pop(&s->q);
 		if (s->txn_status == 'I')
 			s->pool->xact_count++;
@@ -851,6 +921,15 @@ static enum sbuf_action server_on_message(struct sbuf *sb, const struct pkt_hdr 
 	}
 	if (hdr->type == 'E' && r->kind != REQ_QUERY && r->kind != REQ_FUNCTION)
 		return server_extended_error(s, hdr, data, avail);
+	if (hdr->type == 'E') {
+		/* An error inside a simple query: what it would have dropped stays. */
+		if (avail < hdr->total_len && hdr->total_len <= s->sb.w->pkt_buf)
+			return SB_NEED_FULL;
+		enum sbuf_action how = server_forward_error(s, hdr, data, avail);
+		if (how != SB_FLUSH)
+			r->sub |= QUERY_FAILED;
+		return c ? how : SB_SKIP;
+	}
 	if (r->kind == REQ_DESCRIBE_STMT && hdr->type == 't')
 		r->sub = 1;
 	if (r->kind == REQ_EXECUTE && r->sub == EXEC_TAG_DEALLOCATE && hdr->type == 'C' && c) {

@@ -17,7 +17,7 @@
 enum char_class { CC_OTHER = 0, CC_WORD, CC_QUOTE, CC_DQUOTE, CC_DASH, CC_SLASH, CC_DOLLAR, CC_SEMI };
 
 /* What a statement's first word makes it, for the words that follow. */
-enum stmt_kind { SK_PLAIN = 0, SK_SET, SK_DISCARD, SK_CREATE, SK_DEALLOCATE };
+enum stmt_kind { SK_PLAIN = 0, SK_SET, SK_DISCARD, SK_CREATE, SK_DEALLOCATE, SK_PREPARE, SK_EXECUTE };
 
 /* Byte classes for the scanner (GCC range designators keep the table constant). */
 static const uint8_t char_class[256] = {
@@ -82,7 +82,8 @@ static const struct first_word first_words[] = {
 	{"listen", 6, SK_PLAIN, SQL_SESSION_STATE},
 	{"create", 6, SK_CREATE, SQL_DDL},
 	{"discard", 7, SK_DISCARD, SQL_RESETS_SETTINGS | SQL_SESSION_STATE},
-	{"prepare", 7, SK_PLAIN, SQL_SESSION_STATE},
+	{"prepare", 7, SK_PREPARE, SQL_SESSION_STATE},
+	{"execute", 7, SK_EXECUTE, 0},
 	{"declare", 7, SK_PLAIN, SQL_SESSION_STATE},
 	{"comment", 7, SK_PLAIN, SQL_DDL},
 	{"unlisten", 8, SK_PLAIN, SQL_SESSION_STATE},
@@ -110,9 +111,18 @@ static unsigned first_word(struct stmt_scan *st, const char *w, size_t n)
 	return 0;
 }
 
+static void take_name(struct sqlscan_name *out, const char *base, const char *w, size_t n)
+{
+	if (!out || out->name[0])
+		return; /* the first one counts */
+	snprintf(out->name, sizeof(out->name), "%.*s", (int)n, w);
+	out->off = (size_t)(w - base);
+	out->len = n;
+}
+
 /* Words after the first, for the few statements that need them. */
-static unsigned later_word(struct stmt_scan *st, const char *w, size_t n, char *dealloc_name,
-			   size_t namelen)
+static unsigned later_word(struct stmt_scan *st, const char *base, const char *w, size_t n,
+			   struct sqlscan_name *out)
 {
 	switch (st->kind) {
 	case SK_SET:
@@ -136,9 +146,16 @@ static unsigned later_word(struct stmt_scan *st, const char *w, size_t n, char *
 		st->kind = SK_PLAIN;
 		if (WORD_IS(w, n, "all"))
 			return SQL_DROPS_STATEMENTS;
-		if (dealloc_name && namelen)
-			snprintf(dealloc_name, namelen, "%.*s", (int)n, w);
+		take_name(out, base, w, n);
 		return SQL_DEALLOCATE_NAME;
+	case SK_PREPARE:
+		st->kind = SK_PLAIN;
+		take_name(out, base, w, n);
+		return SQL_PREPARE_NAME;
+	case SK_EXECUTE:
+		st->kind = SK_PLAIN;
+		take_name(out, base, w, n);
+		return SQL_EXECUTE_NAME;
 	case SK_PLAIN:
 	default:
 		return 0;
@@ -158,8 +175,10 @@ static bool is_session_advisory(const char *w, size_t n)
 	return strncasecmp(rest, "xact", 4) != 0;
 }
 
-unsigned sqlscan_classify(const char *s, size_t len, char *dealloc_name, size_t namelen)
+unsigned sqlscan_classify(const char *s, size_t len, struct sqlscan_name *name)
 {
+	if (name)
+		name->name[0] = 0;
 	const uint8_t *cls = char_class;
 	unsigned flags = 0;
 	struct stmt_scan st = {0};
@@ -182,7 +201,7 @@ unsigned sqlscan_classify(const char *s, size_t len, char *dealloc_name, size_t 
 				flags |= first_word(&st, w, n);
 			}
 			else if (st.kind != SK_PLAIN)
-				flags |= later_word(&st, w, n, dealloc_name, namelen);
+				flags |= later_word(&st, s, w, n, name);
 			st.words++;
 			break;
 		}

@@ -15,7 +15,7 @@
 
 static unsigned cls(const char *sql)
 {
-	return sqlscan_classify(sql, strlen(sql), NULL, 0);
+	return sqlscan_classify(sql, strlen(sql), NULL);
 }
 
 static void test_plain_statements_are_nothing(void **state)
@@ -66,11 +66,19 @@ static void test_resets_and_ddl(void **state)
 	assert_true(cls("DROP TABLE t") & SQL_DDL);
 	assert_true(cls("CREATE TABLE t (x int)") & SQL_DDL);
 	assert_true(cls("DEALLOCATE ALL") & SQL_DROPS_STATEMENTS);
-	char name[64] = "";
-	unsigned f = sqlscan_classify("DEALLOCATE PREPARE my_stmt", 26, name, sizeof(name));
+	struct sqlscan_name nm;
+	unsigned f = sqlscan_classify("DEALLOCATE PREPARE my_stmt", 26, &nm);
 	assert_true(f & SQL_DEALLOCATE_NAME);
 	assert_false(f & SQL_MULTI);
-	assert_string_equal(name, "my_stmt");
+	assert_string_equal(nm.name, "my_stmt");
+	f = sqlscan_classify("  EXECUTE s1(1, 'a')", 20, &nm);
+	assert_true(f & SQL_EXECUTE_NAME);
+	assert_string_equal(nm.name, "s1");
+	assert_int_equal(nm.off, 10);
+	assert_int_equal(nm.len, 2);
+	f = sqlscan_classify("PREPARE p AS SELECT 1", 21, &nm);
+	assert_true(f & SQL_PREPARE_NAME);
+	assert_string_equal(nm.name, "p");
 	assert_true(cls("DEALLOCATE a; SELECT 1") & SQL_MULTI);
 }
 
@@ -100,7 +108,7 @@ static void test_unterminated_input_is_safe(void **state)
 	/* Every prefix of a tricky statement is scanned without reading past its end. */
 	const char *q = "SET x = E'a\\'b'; /* c */ SELECT pg_advisory_lock($1) -- d";
 	for (size_t n = 0; n <= strlen(q); n++)
-		(void)sqlscan_classify(q, n, NULL, 0);
+		(void)sqlscan_classify(q, n, NULL);
 }
 
 int main(void)
