@@ -10,7 +10,8 @@ mode=${1:-run}
 
 DEB_PKGS="build-essential autoconf automake libtool pkg-config libevent-dev libpq-dev libssl-dev
  libcmocka-dev libidn-dev postgresql-15 postgresql-client-15 postgresql-contrib python3 python3-psycopg
- python3-pytest python3-psycopg-pool pgbouncer passwd util-linux nodejs npm"
+ python3-pytest python3-psycopg-pool python3-asyncpg
+ libpostgresql-jdbc-java default-jdk-headless pgbouncer passwd util-linux nodejs npm"
 
 install_packages() {
 	local missing=()
@@ -26,10 +27,15 @@ install_packages() {
 		apt-get update -qq
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 	fi
-	if [ -f tests/node/package.json ] && [ ! -d tests/node/node_modules ]; then
-		echo "setup: installing npm packages for tests/node"
-		(cd tests/node && npm ci --no-audit --no-fund --loglevel=error)
-	fi
+	# npm packages for the driver tests: reinstall when the lock file changed.
+	for d in tests/node tests/prisma; do
+		[ -f "$d/package-lock.json" ] || continue
+		if ! cmp -s "$d/package-lock.json" "$d/node_modules/.package-lock.json.installed" 2>/dev/null; then
+			echo "setup: installing npm packages for $d"
+			(cd "$d" && npm ci --no-audit --no-fund --loglevel=error &&
+				cp package-lock.json node_modules/.package-lock.json.installed)
+		fi
+	done
 }
 
 build() {

@@ -684,6 +684,13 @@ void client_forget_stmt_id(struct client *c, uint32_t id)
 	client_stmt_del(&c->stmts, &c->w->pstmts, e->name);
 }
 
+void client_drop_stmt_id(struct client *c, uint32_t id)
+{
+	struct client_stmt *e = client_stmt_by_id(c, id);
+	if (e)
+		client_stmt_del(&c->stmts, &c->w->pstmts, e->name);
+}
+
 const char *client_stmt_name_of(const struct client *c, uint32_t id)
 {
 	const struct client_stmt *e = client_stmt_by_id(c, id);
@@ -777,9 +784,13 @@ static unsigned client_classify_sql(struct client *c, const char *sql, size_t le
 		 * server knows it under a shared name, so berth answers it itself
 		 * (SQL_ANSWERED) when it is the whole query.
 		 */
-		if ((f & SQL_DEALLOCATE_NAME) && name[0] &&
-		    client_stmt_del(&c->stmts, &c->w->pstmts, name) && !(f & SQL_MULTI))
+		/* The name goes only once the DEALLOCATE succeeded (not in a failed transaction). */
+		struct pstmt *dps = (f & SQL_DEALLOCATE_NAME) && name[0] ?
+					    client_stmt_get(&c->stmts, name) : NULL;
+		if (dps && !(f & SQL_MULTI)) {
 			f |= SQL_ANSWERED;
+			c->dealloc_id = dps->id;
+		}
 		/* PREPARE and EXECUTE share names with protocol-level statements. */
 		if ((f & (SQL_PREPARE_NAME | SQL_EXECUTE_NAME)) && !(f & SQL_MULTI) &&
 		    client_stmt_get(&c->stmts, name))
@@ -1117,8 +1128,12 @@ static enum sbuf_action client_handle_request(struct client *c, const struct pkt
 			struct sqlscan_name nm;
 			unsigned f = client_classify_sql(
 				c, sql, strnlen(sql, hdr->total_len - PKT_HDR_LEN), &nm);
-			if (f & SQL_ANSWERED)
-				return client_synth_reply(c, SYNTH_DEALLOCATE);
+			if (f & SQL_ANSWERED) {
+				if (!server_push(s, REQ_SYNTH, SYNTH_DEALLOCATE, c->dealloc_id, NULL) ||
+				    !server_drain_synth(s))
+					goto oom;
+				return SB_SKIP;
+			}
 			if ((f & SQL_DROPS_STATEMENTS) && client_shares_stmts(c))
 				qsub = QUERY_DROPS_STATEMENTS;
 			if (f & SQL_REWRITE) {
@@ -1143,8 +1158,8 @@ static enum sbuf_action client_handle_request(struct client *c, const struct pkt
 		return SB_FORWARD;
 	case 'E':
 		c->pool->query_count++;
-		if (!server_push(s, REQ_EXECUTE, c->deallocate_execute ? EXEC_TAG_DEALLOCATE : 0, 0,
-				 NULL))
+		if (!server_push(s, REQ_EXECUTE, c->deallocate_execute ? EXEC_TAG_DEALLOCATE : 0,
+				 c->deallocate_execute ? c->dealloc_id : 0, NULL))
 			goto oom;
 		c->deallocate_execute = false;
 		return SB_FORWARD;

@@ -246,16 +246,28 @@ bool server_drain_synth(struct server *s)
 		bool answered_query = r->sub == SYNTH_DEALLOCATE;
 		if (c) {
 			uint8_t small[PKT_HDR_LEN] = {r->sub, 0, 0, 0, 4};
-			uint8_t buf[64];
+			uint8_t buf[256];
 			const uint8_t *msg = r->msg ? r->msg : small;
 			size_t len = r->msg ? 1 + be32_read(r->msg + 1) : sizeof(small);
 			if (answered_query) {
-				/* A whole simple query answered by berth: its tag and ReadyForQuery. */
+				/*
+				 * A whole simple query answered by berth: its tag and
+				 * ReadyForQuery, or in a failed transaction the error
+				 * PostgreSQL gives there (and the statement stays).
+				 */
 				struct pkt_writer wr;
 				writer_init(&wr, buf, sizeof(buf));
-				writer_begin(&wr, 'C');
-				writer_cstr(&wr, "DEALLOCATE");
-				writer_end(&wr);
+				if (s->txn_status == 'E') {
+					writer_init(&wr, buf, sizeof(buf));
+					codec_write_error(&wr, 'E', "ERROR", "25P02",
+							  "current transaction is aborted, commands "
+							  "ignored until end of transaction block");
+				} else {
+					writer_begin(&wr, 'C');
+					writer_cstr(&wr, "DEALLOCATE");
+					writer_end(&wr);
+					client_drop_stmt_id(c, r->id);
+				}
 				codec_write_ready(&wr, s->txn_status);
 				msg = buf;
 				len = wr.len;
@@ -942,6 +954,7 @@ static enum sbuf_action server_on_message(struct sbuf *sb, const struct pkt_hdr 
 			server_close(s, "out of memory");
 			return SB_CLOSED;
 		}
+		client_drop_stmt_id(c, r->id); /* it succeeded: now the name goes */
 		replyq_pop(&s->q);
 		return SB_SKIP;
 	}

@@ -322,7 +322,7 @@ class Berth:
 
 def zero_file_env(pg, listen_port, pool_mode="transaction", pool_size=None, **settings):
     env = {"DATABASE_URL": pg.url(), "BERTH_LISTEN": "127.0.0.1:%d" % listen_port,
-           "BERTH_POOL_MODE": pool_mode, "BERTH_LOG_LEVEL": "error,warn,info"}
+           "BERTH_POOL_MODE": pool_mode, "BERTH_LOG_LEVEL": os.environ.get("BERTH_TEST_LOG_LEVEL", "error,warn,info")}
     if pool_size is not None:
         env["BERTH_POOL_SIZE"] = str(pool_size)
     for k, v in settings.items():
