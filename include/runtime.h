@@ -30,11 +30,31 @@ struct worker_stats {
 	uint64_t big_messages;     /* slow path: message larger than pkt_buf inspected */
 };
 
+/*
+ * Fixed-size objects carved from blocks and kept on a freelist: one malloc per
+ * block, not per connection, so thousands of idle clients sit contiguous
+ * instead of between the allocator's holes left by login-time temporaries.
+ */
+struct slab {
+	size_t obj_size;    /* rounded up to pointer alignment */
+	size_t per_block;
+	void *free;         /* freelist, linked through the objects' first word */
+	struct slab_block *blocks;
+	size_t n_live;
+};
+
+void slab_init(struct slab *sl, size_t obj_size, size_t per_block);
+/* Zeroed object, NULL on out of memory. */
+void *slab_alloc(struct slab *sl);
+void slab_free(struct slab *sl, void *obj);
+void slab_destroy(struct slab *sl);
+
 struct worker {
 	struct runtime *rt;
 	struct event_base *base;
 	struct evdns_base *dns;
 	size_t pkt_buf;             /* iobuf payload size, fixed at start */
+	struct slab clients;        /* struct client storage */
 	struct iobuf *free_iobufs;  /* freelist */
 	size_t n_free_iobufs;
 	size_t n_iobufs;            /* all iobufs allocated */

@@ -97,6 +97,7 @@ struct sbuf {
 	bool startup;              /* packets have no type byte (client startup phase) */
 	bool in_process;           /* re-entrancy guard */
 	bool want_write_only;      /* TLS: SSL_read wants the socket writable */
+	bool keep_out_buffer;      /* keep the queue's memory once empty (servers: few, busy) */
 };
 
 /* Set up sb on a connected non-blocking fd. Does not start reading. */

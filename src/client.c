@@ -187,7 +187,7 @@ void client_free(struct client *c)
 	client_stmts_clear(&c->stmts, &c->w->pstmts);
 	free(c->forgotten_name);
 	c->w->n_clients--;
-	free(c);
+	slab_free(&c->w->clients, c);
 }
 
 static void client_on_error(struct sbuf *sb, const char *reason)
@@ -205,17 +205,19 @@ static void client_on_error(struct sbuf *sb, const char *reason)
 void client_accept(struct worker *w, int fd, const struct sockaddr *addr, socklen_t addrlen)
 {
 	const struct config *cfg = worker_config(w);
-	struct client *c = calloc(1, sizeof(*c));
+	/*
+	 * The short-lived login state first: the next login then reuses the very
+	 * chunk this one frees, instead of the long-lived client struct splitting
+	 * it and leaving a hole per connection.
+	 */
+	struct client_login *login = calloc(1, sizeof(*login));
+	struct client *c = login ? slab_alloc(&w->clients) : NULL;
 	if (!c) {
+		free(login);
 		close(fd);
 		return;
 	}
-	c->login = calloc(1, sizeof(*c->login));
-	if (!c->login) {
-		free(c);
-		close(fd);
-		return;
-	}
+	c->login = login;
 	c->user = c->login->user;
 	c->database = c->login->database;
 	c->w = w;

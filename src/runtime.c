@@ -5,6 +5,7 @@
  */
 #include "runtime.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -18,6 +19,57 @@
 
 /* Timeout granularity: query_wait_timeout etc. fire within this of their due time. */
 #define JANITOR_PERIOD_US 100000
+
+struct slab_block {
+	struct slab_block *next;
+	max_align_t align[]; /* objects follow */
+};
+
+void slab_init(struct slab *sl, size_t obj_size, size_t per_block)
+{
+	memset(sl, 0, sizeof(*sl));
+	sl->obj_size = (obj_size + sizeof(void *) - 1) & ~(sizeof(void *) - 1);
+	sl->per_block = per_block;
+}
+
+void *slab_alloc(struct slab *sl)
+{
+	if (!sl->free) {
+		struct slab_block *b = malloc(sizeof(*b) + sl->obj_size * sl->per_block);
+		if (!b)
+			return NULL;
+		b->next = sl->blocks;
+		sl->blocks = b;
+		char *base = (char *)b->align;
+		for (size_t i = sl->per_block; i-- > 0;) {
+			void **obj = (void **)(base + i * sl->obj_size);
+			*obj = sl->free;
+			sl->free = obj;
+		}
+	}
+	void **obj = sl->free;
+	sl->free = *obj;
+	memset(obj, 0, sl->obj_size);
+	sl->n_live++;
+	return obj;
+}
+
+void slab_free(struct slab *sl, void *obj)
+{
+	*(void **)obj = sl->free;
+	sl->free = obj;
+	sl->n_live--;
+}
+
+void slab_destroy(struct slab *sl)
+{
+	while (sl->blocks) {
+		struct slab_block *b = sl->blocks;
+		sl->blocks = b->next;
+		free(b);
+	}
+	sl->free = NULL;
+}
 
 int64_t worker_now_us(struct worker *w)
 {
@@ -116,6 +168,7 @@ bool worker_init(struct worker *w, struct runtime *rt)
 		if (!w->dns)
 			return false;
 	}
+	slab_init(&w->clients, sizeof(struct client), 64);
 	list_init(&w->pools);
 	list_init(&w->databases);
 	list_init(&w->login_clients);
@@ -157,6 +210,7 @@ void worker_shutdown(struct worker *w)
 		w->free_iobufs = io->next_free;
 		free(io);
 	}
+	slab_destroy(&w->clients);
 	event_del(&w->ev_janitor);
 	event_del(&w->ev_reap);
 	evdns_base_free(w->dns, 0);

@@ -215,6 +215,12 @@ static bool sbuf_flush_out(struct sbuf *dst, bool *failed)
 		dst->bytes_out += (uint64_t)n;
 	}
 	o->len = o->sent = 0;
+	if (!dst->keep_out_buffer && o->data) {
+		/* An idle client keeps no buffer: its login replies were the bulk of it. */
+		free(o->data);
+		o->data = NULL;
+		o->cap = 0;
+	}
 	return true;
 }
 
@@ -272,6 +278,11 @@ static bool sbuf_send_pending(struct sbuf *src)
 		if (o->sent < o->len)
 			goto blocked;
 		o->len = o->sent = 0;
+		if (!dst->keep_out_buffer) {
+			free(o->data);
+			o->data = NULL;
+			o->cap = 0;
+		}
 	}
 	if (!sbuf_flush_out(dst, &failed))
 		goto blocked;

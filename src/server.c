@@ -132,6 +132,7 @@ void server_login_done(struct server *s, int fd, void *ssl, const struct param_l
 	const struct config *cfg = worker_config(p->w);
 	sbuf_init(&s->sb, p->w, fd, &server_sbuf_ops, s);
 	s->sb.ssl = ssl;
+	s->sb.keep_out_buffer = true;
 	s->sb.max_msg = (size_t)cfg->max_packet_size;
 	if (!params_copy(&s->vars, reported)) {
 		server_close(s, "out of memory");

@@ -175,10 +175,43 @@ static bool is_session_advisory(const char *w, size_t n)
 	return strncasecmp(rest, "xact", 4) != 0;
 }
 
+/*
+ * The common case in one look: a single statement starting with a word that
+ * never touches session state, with no advisory-lock function in it. memchr
+ * and memmem are vectorised in libc, far cheaper than the byte loop below.
+ */
+static bool plain_statement(const char *s, size_t len)
+{
+	static const char *const plain[] = {"select", "insert", "update", "delete", "with",
+					    "begin",  "commit", "end",	  "rollback", "values"};
+	size_t i = 0;
+	while (i < len && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r'))
+		i++;
+	size_t start = i;
+	while (i < len && char_class[(uint8_t)s[i]] == CC_WORD)
+		i++;
+	size_t n = i - start;
+	bool known = false;
+	for (size_t k = 0; k < sizeof(plain) / sizeof(plain[0]) && !known; k++)
+		known = strlen(plain[k]) == n && strncasecmp(s + start, plain[k], n) == 0;
+	if (!known)
+		return false;
+	/* A ';' may end the text; anything after it needs the full scan. */
+	const char *semi = memchr(s, ';', len);
+	if (semi) {
+		for (const char *p = semi + 1; p < s + len; p++)
+			if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r')
+				return false;
+	}
+	return !memmem(s, len, "dvisory", 7) && !memmem(s, len, "DVISORY", 7);
+}
+
 unsigned sqlscan_classify(const char *s, size_t len, struct sqlscan_name *name)
 {
 	if (name)
 		name->name[0] = 0;
+	if (plain_statement(s, len))
+		return 0;
 	const uint8_t *cls = char_class;
 	unsigned flags = 0;
 	struct stmt_scan st = {0};
