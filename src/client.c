@@ -31,7 +31,7 @@
 #include "sqlscan.h"
 #include "upstream.h"
 
-/* Authentication request codes ("Message Formats": AuthenticationXXX). */
+/* Authentication request codes ("Message Formats": the Authentication messages). */
 #define AUTHREQ_OK 0
 #define AUTHREQ_CLEARTEXT 3
 #define AUTHREQ_MD5 5
