@@ -85,7 +85,7 @@ struct client {
 	bool pin_logged;           /* the warning about pinning was logged */
 	bool skip_until_sync;      /* berth answered with an error: skip requests up to Sync */
 	bool deallocate_execute;   /* the next Execute runs berth's stand-in for DEALLOCATE */
-	uint32_t dealloc_id;       /* the statement that DEALLOCATE is for */
+	char *dealloc_name;        /* the statement that DEALLOCATE is for (malloc'd) */
 	uint32_t forgotten_id;     /* last statement whose failed Parse removed its name... */
 	char *forgotten_name;      /* ...and that name (malloc'd), for the server's errors about it */
 };
@@ -98,10 +98,10 @@ void client_link_server(struct client *c, struct server *s);
 void client_finish_login(struct client *c);
 /* Fail with an ErrorResponse and close (never frees now: deferred). */
 void client_fail(struct client *c, const char *sqlstate, const char *fmt, ...) BERTH_PRINTF(3, 4);
-/* A renamed Parse failed: forget the client's name for statement id. */
-void client_forget_stmt_id(struct client *c, uint32_t id);
+/* A renamed Parse failed: forget the client's name (statement id) it made. */
+void client_forget_stmt(struct client *c, uint32_t id, const char *name);
 /* A DEALLOCATE of the client's statement id succeeded: forget its name. */
-void client_drop_stmt_id(struct client *c, uint32_t id);
+void client_drop_stmt_name(struct client *c, const char *name);
 /* The client's name for shared statement id (or one just forgotten); NULL if none. */
 const char *client_stmt_name_of(const struct client *c, uint32_t id);
 /* Close without a message. */

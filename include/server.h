@@ -72,13 +72,14 @@ bool server_push(struct server *s, enum req_kind kind, uint8_t sub, uint32_t id,
 /*
  * Make sure the shared statement is prepared on this session, queuing a Parse
  * under its server-side name (and a Close of the least recently used one past
- * max_cached) ahead of the client's next bytes. client_parse: the Parse stands
- * for the client's own, whose ParseComplete it gets; otherwise the reply is
+ * max_cached) ahead of the client's next bytes. client_name: the Parse stands
+ * for the client's own Parse of that name, whose ParseComplete it gets (and
+ * which is forgotten if it fails); NULL: berth's own Parse, whose reply is
  * swallowed and nothing is sent if the statement is there already. Call only
  * with no client bytes pending.
  */
 bool server_ensure_stmt(struct server *s, const struct pstmt *ps, uint32_t max_cached,
-			bool client_parse) BERTH_MUSTCHECK;
+			const char *client_name) BERTH_MUSTCHECK;
 /* Send replies berth makes that are due now; false on out of memory. */
 bool server_drain_synth(struct server *s) BERTH_MUSTCHECK;
 /* Replies parsed but not yet sent to the client? */

@@ -186,6 +186,7 @@ void client_free(struct client *c)
 	params_clear(&c->startup);
 	client_stmts_clear(&c->stmts, &c->w->pstmts);
 	free(c->forgotten_name);
+	free(c->dealloc_name);
 	c->w->n_clients--;
 	slab_free(&c->w->clients, c);
 }
@@ -674,23 +675,22 @@ static struct client_stmt *client_stmt_by_id(const struct client *c, uint32_t id
 	return NULL;
 }
 
-void client_forget_stmt_id(struct client *c, uint32_t id)
+void client_forget_stmt(struct client *c, uint32_t id, const char *name)
 {
-	struct client_stmt *e = client_stmt_by_id(c, id);
-	if (!e)
+	/* By name: two of the client's names may share one statement. */
+	if (!name || !client_stmt_get(&c->stmts, name))
 		return;
 	/* Keep the name: the server may still report errors about it in this pipeline. */
 	c->forgotten_id = id;
 	free(c->forgotten_name);
-	c->forgotten_name = strdup(e->name); /* NULL on out of memory: errors keep berth's name */
-	client_stmt_del(&c->stmts, &c->w->pstmts, e->name);
+	c->forgotten_name = strdup(name); /* NULL on out of memory: errors keep berth's name */
+	client_stmt_del(&c->stmts, &c->w->pstmts, name);
 }
 
-void client_drop_stmt_id(struct client *c, uint32_t id)
+void client_drop_stmt_name(struct client *c, const char *name)
 {
-	struct client_stmt *e = client_stmt_by_id(c, id);
-	if (e)
-		client_stmt_del(&c->stmts, &c->w->pstmts, e->name);
+	if (name)
+		client_stmt_del(&c->stmts, &c->w->pstmts, name);
 }
 
 const char *client_stmt_name_of(const struct client *c, uint32_t id)
@@ -791,7 +791,8 @@ static unsigned client_classify_sql(struct client *c, const char *sql, size_t le
 					    client_stmt_get(&c->stmts, name) : NULL;
 		if (dps && !(f & SQL_MULTI)) {
 			f |= SQL_ANSWERED;
-			c->dealloc_id = dps->id;
+			free(c->dealloc_name);
+			c->dealloc_name = strdup(name); /* NULL on OOM: the statement then stays */
 		}
 		/* PREPARE and EXECUTE share names with protocol-level statements. */
 		if ((f & (SQL_PREPARE_NAME | SQL_EXECUTE_NAME)) && !(f & SQL_MULTI) &&
@@ -824,7 +825,7 @@ static enum sbuf_action client_rewrite_query(struct client *c, const char *sql, 
 		if (!ps || nm->off + nm->len > len)
 			return SB_FORWARD;
 		if (!server_ensure_stmt(s, ps,
-					(uint32_t)worker_config(c->w)->max_prepared_statements, false))
+					(uint32_t)worker_config(c->w)->max_prepared_statements, NULL))
 			return SB_CLOSED;
 		n = snprintf(q, sizeof(q), "%.*s%s%.*s", (int)nm->off, sql, ps->sname,
 			     (int)(len - nm->off - nm->len), sql + nm->off + nm->len);
@@ -904,6 +905,16 @@ static enum sbuf_action client_handle_parse(struct client *c, const struct pkt_h
 			unsigned f = q ? client_classify_sql(c, q, tl, &nm) : 0;
 			if (f & SQL_ANSWERED)
 				return client_parse_noop_deallocate(c);
+			if ((f & SQL_DROPS_STATEMENTS) && client_shares_stmts(c)) {
+				/*
+				 * Pipelined Parses may follow this DEALLOCATE ALL / DISCARD ALL
+				 * and the server runs it before them: forget everything now, in
+				 * request order. (If it fails, in an aborted transaction, the
+				 * statements are prepared again under the same names.)
+				 */
+				server_stmts_clear(&s->stmts);
+				client_stmts_clear(&c->stmts, &c->w->pstmts);
+			}
 		}
 		if (!server_push(s, REQ_PARSE, 0, 0, NULL))
 			goto oom;
@@ -948,7 +959,7 @@ static enum sbuf_action client_handle_parse(struct client *c, const struct pkt_h
 	if (server_stmt_has(&s->stmts, ps->id))
 		return client_synth_reply(c, '1'); /* already prepared on this session */
 	/* The client sees the ParseComplete of this Parse as its own. */
-	if (!server_ensure_stmt(s, ps, (uint32_t)worker_config(c->w)->max_prepared_statements, true))
+	if (!server_ensure_stmt(s, ps, (uint32_t)worker_config(c->w)->max_prepared_statements, name))
 		goto oom;
 	sbuf_flush(&s->sb);
 	return SB_SKIP;
@@ -1012,7 +1023,7 @@ static enum sbuf_action client_handle_named(struct client *c, const struct pkt_h
 	if (client_output_pending(c))
 		return SB_FLUSH;
 	if (!server_ensure_stmt(s, ps, (uint32_t)worker_config(c->w)->max_prepared_statements,
-				false))
+				NULL))
 		goto oom;
 	const char *sname = ps->sname;
 	size_t snlen = strlen(sname) + 1;
@@ -1131,7 +1142,9 @@ static enum sbuf_action client_handle_request(struct client *c, const struct pkt
 			unsigned f = client_classify_sql(
 				c, sql, strnlen(sql, hdr->total_len - PKT_HDR_LEN), &nm);
 			if (f & SQL_ANSWERED) {
-				if (!server_push(s, REQ_SYNTH, SYNTH_DEALLOCATE, c->dealloc_id, NULL) ||
+				uint8_t *nm_copy = (uint8_t *)c->dealloc_name;
+				c->dealloc_name = NULL;
+				if (!server_push(s, REQ_SYNTH, SYNTH_DEALLOCATE, 0, nm_copy) ||
 				    !server_drain_synth(s))
 					goto oom;
 				return SB_SKIP;
@@ -1160,8 +1173,11 @@ static enum sbuf_action client_handle_request(struct client *c, const struct pkt
 		return SB_FORWARD;
 	case 'E':
 		c->pool->query_count++;
-		if (!server_push(s, REQ_EXECUTE, c->deallocate_execute ? EXEC_TAG_DEALLOCATE : 0,
-				 c->deallocate_execute ? c->dealloc_id : 0, NULL))
+		uint8_t *dname = c->deallocate_execute ? (uint8_t *)c->dealloc_name : NULL;
+		if (c->deallocate_execute)
+			c->dealloc_name = NULL;
+		uint8_t esub = c->deallocate_execute ? EXEC_TAG_DEALLOCATE : 0;
+		if (!server_push(s, REQ_EXECUTE, esub, 0, dname))
 			goto oom;
 		c->deallocate_execute = false;
 		return SB_FORWARD;

@@ -212,8 +212,9 @@ static bool server_send_own_message(struct server *s, uint8_t type, const char *
 }
 
 bool server_ensure_stmt(struct server *s, const struct pstmt *ps, uint32_t max_cached,
-			bool client_parse)
+			const char *client_name)
 {
+	bool client_parse = client_name != NULL;
 	if (!client_parse && server_stmt_has(&s->stmts, ps->id))
 		return true;
 	char name[PSTMT_NAME_MAX];
@@ -226,8 +227,11 @@ bool server_ensure_stmt(struct server *s, const struct pstmt *ps, uint32_t max_c
 			return false;
 		server_stmt_del(&s->stmts, victim);
 	}
+	uint8_t *name_copy = client_parse ? (uint8_t *)strdup(client_name) : NULL;
+	if (client_parse && !name_copy)
+		return false;
 	return server_send_own_message(s, 'P', ps->sname, ps->body, ps->len) &&
-	       server_push(s, client_parse ? REQ_PARSE : REQ_OWN_PARSE, 0, ps->id, NULL) &&
+	       server_push(s, client_parse ? REQ_PARSE : REQ_OWN_PARSE, 0, ps->id, name_copy) &&
 	       server_stmt_add(&s->stmts, ps->id);
 }
 
@@ -248,8 +252,8 @@ bool server_drain_synth(struct server *s)
 		if (c) {
 			uint8_t small[PKT_HDR_LEN] = {r->sub, 0, 0, 0, 4};
 			uint8_t buf[256];
-			const uint8_t *msg = r->msg ? r->msg : small;
-			size_t len = r->msg ? 1 + be32_read(r->msg + 1) : sizeof(small);
+			const uint8_t *msg = r->msg && !answered_query ? r->msg : small;
+			size_t len = r->msg && !answered_query ? 1 + be32_read(r->msg + 1) : sizeof(small);
 			if (answered_query) {
 				/*
 				 * A whole simple query answered by berth: its tag and
@@ -267,7 +271,7 @@ bool server_drain_synth(struct server *s)
 					writer_begin(&wr, 'C');
 					writer_cstr(&wr, "DEALLOCATE");
 					writer_end(&wr);
-					client_drop_stmt_id(c, r->id);
+					client_drop_stmt_name(c, (const char *)r->msg);
 				}
 				codec_write_ready(&wr, s->txn_status);
 				msg = buf;
@@ -651,7 +655,7 @@ static void server_undo_parse(struct server *s, const struct req *r)
 		return;
 	server_stmt_del(&s->stmts, r->id);
 	if (r->kind == REQ_PARSE && s->client)
-		client_forget_stmt_id(s->client, r->id);
+		client_forget_stmt(s->client, r->id, (const char *)r->msg);
 }
 
 /*
@@ -721,6 +725,12 @@ static enum sbuf_action server_extended_error(struct server *s, const struct pkt
 {
 	if (avail < hdr->total_len && hdr->total_len <= s->sb.w->pkt_buf)
 		return SB_NEED_FULL;
+	if (log_enabled(LOGB_DEBUG) && avail >= hdr->total_len) {
+		char m[200];
+		error_message(data + PKT_HDR_LEN, hdr->total_len - PKT_HDR_LEN, m, sizeof(m));
+		log_debug("S-%llu: error for request kind %d: %s", (unsigned long long)s->id,
+			  replyq_head(&s->q)->kind, m);
+	}
 	/* Decide how the client gets it before the queue changes (SB_FLUSH comes back here). */
 	enum sbuf_action how = s->client ? server_forward_error(s, hdr, data, avail) : SB_SKIP;
 	if (how == SB_FLUSH)
@@ -955,7 +965,7 @@ static enum sbuf_action server_on_message(struct sbuf *sb, const struct pkt_hdr 
 			server_close(s, "out of memory");
 			return SB_CLOSED;
 		}
-		client_drop_stmt_id(c, r->id); /* it succeeded: now the name goes */
+		client_drop_stmt_name(c, (const char *)r->msg); /* it succeeded: now the name goes */
 		replyq_pop(&s->q);
 		return SB_SKIP;
 	}
