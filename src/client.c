@@ -840,6 +840,23 @@ static enum sbuf_action client_rewrite_query(struct client *c, const char *sql, 
 	return SB_SKIP;
 }
 
+/*
+ * Will this DISCARD ALL / DEALLOCATE ALL succeed? Not in a failed transaction,
+ * and DISCARD not inside a transaction block; when requests are still
+ * outstanding the status to come is unknown: assume it runs.
+ */
+static bool client_drop_will_succeed(const struct client *c, const char *sql)
+{
+	const struct server *s = c->server;
+	if (!replyq_empty(&s->q))
+		return true;
+	if (s->txn_status == 'E')
+		return false;
+	while (*sql == ' ' || *sql == '\t' || *sql == '\n' || *sql == '\r')
+		sql++;
+	return s->txn_status == 'I' || strncasecmp(sql, "discard", 7) != 0;
+}
+
 /* Query text of a Parse body (after the statement name); NULL if malformed. */
 static const char *parse_query_text(const uint8_t *body, size_t len, size_t *textlen)
 {
@@ -905,12 +922,12 @@ static enum sbuf_action client_handle_parse(struct client *c, const struct pkt_h
 			unsigned f = q ? client_classify_sql(c, q, tl, &nm) : 0;
 			if (f & SQL_ANSWERED)
 				return client_parse_noop_deallocate(c);
-			if ((f & SQL_DROPS_STATEMENTS) && client_shares_stmts(c)) {
+			if ((f & SQL_DROPS_STATEMENTS) && client_shares_stmts(c) &&
+			    client_drop_will_succeed(c, q)) {
 				/*
 				 * Pipelined Parses may follow this DEALLOCATE ALL / DISCARD ALL
 				 * and the server runs it before them: forget everything now, in
-				 * request order. (If it fails, in an aborted transaction, the
-				 * statements are prepared again under the same names.)
+				 * request order.
 				 */
 				server_stmts_clear(&s->stmts);
 				client_stmts_clear(&c->stmts, &c->w->pstmts);
@@ -933,7 +950,7 @@ static enum sbuf_action client_handle_parse(struct client *c, const struct pkt_h
 	if (client_stmt_get(&c->stmts, name))
 		return client_extended_error(c, "42P05", "prepared statement \"%s\" already exists",
 					     name);
-	if (c->pinned || c->probing) {
+	if (c->pinned) {
 		/*
 		 * A pinned session keeps its server: the statement goes there under
 		 * the client's own name, where SQL-level PREPAREs share its namespace
@@ -1149,8 +1166,16 @@ static enum sbuf_action client_handle_request(struct client *c, const struct pkt
 					goto oom;
 				return SB_SKIP;
 			}
-			if ((f & SQL_DROPS_STATEMENTS) && client_shares_stmts(c))
-				qsub = QUERY_DROPS_STATEMENTS;
+			if ((f & SQL_DROPS_STATEMENTS) && client_shares_stmts(c)) {
+				if (f & SQL_MULTI) {
+					/* "BEGIN; DISCARD ALL" may fail: decide at its ReadyForQuery. */
+					qsub = QUERY_DROPS_STATEMENTS;
+				} else if (client_drop_will_succeed(c, sql)) {
+					/* In request order: Parses pipelined after it must survive it. */
+					server_stmts_clear(&s->stmts);
+					client_stmts_clear(&c->stmts, &c->w->pstmts);
+				}
+			}
 			if (f & SQL_REWRITE) {
 				enum sbuf_action act = client_rewrite_query(
 					c, sql, strnlen(sql, hdr->total_len - PKT_HDR_LEN), f, &nm);

@@ -106,16 +106,10 @@ def test_asyncpg_defaults(target, pg):
 # --- psycopg 3 --------------------------------------------------------------------
 
 @pytest.mark.timeout(90)
-def test_psycopg_prepare_threshold_0(target, pg, request):
+def test_psycopg_prepare_threshold_0(target, pg):
     """psycopg 3 with prepare_threshold=0: every query a named statement (_pg3_N),
     in autocommit and in transaction mode, and a prepared_max small enough that
     psycopg DEALLOCATEs (by SQL) what falls out of its cache."""
-    if os.environ.get("BERTH_NO_XFAIL") != "1" and target.kind == "transaction":
-        # Known bug (berth issue 4 closing note): with 20 psycopg clients on 4 servers
-        # a client's Bind names a statement berth no longer maps for it, and the client
-        # gets 26000. Kept running so the fix shows as XPASS; BERTH_NO_XFAIL=1 shows it.
-        request.applymarker(pytest.mark.xfail(reason="berth: shared-statement cache "
-                                              "desync under psycopg eviction", strict=False))
     t = target(pool_size=POOL)
     fresh_table(pg, "psy_t")
     log = PgLog(pg)
