@@ -701,6 +701,13 @@ const char *client_stmt_name_of(const struct client *c, uint32_t id)
 	return c->forgotten_id == id ? c->forgotten_name : NULL;
 }
 
+/* The shared statement on the client's server, within max_prepared_statements. */
+static bool client_ensure_stmt(struct client *c, const struct pstmt *ps, const char *client_name)
+{
+	uint32_t max = (uint32_t)worker_config(c->w)->max_prepared_statements;
+	return server_ensure_stmt(c->server, ps, max, client_name);
+}
+
 /* Bytes parsed from this client and not yet sent to its server? */
 static bool client_output_pending(const struct client *c)
 {
@@ -824,8 +831,7 @@ static enum sbuf_action client_rewrite_query(struct client *c, const char *sql, 
 		struct pstmt *ps = client_stmt_get(&c->stmts, nm->name);
 		if (!ps || nm->off + nm->len > len)
 			return SB_FORWARD;
-		if (!server_ensure_stmt(s, ps,
-					(uint32_t)worker_config(c->w)->max_prepared_statements, NULL))
+		if (!client_ensure_stmt(c, ps, NULL))
 			return SB_CLOSED;
 		n = snprintf(q, sizeof(q), "%.*s%s%.*s", (int)nm->off, sql, ps->sname,
 			     (int)(len - nm->off - nm->len), sql + nm->off + nm->len);
@@ -976,7 +982,7 @@ static enum sbuf_action client_handle_parse(struct client *c, const struct pkt_h
 	if (server_stmt_has(&s->stmts, ps->id))
 		return client_synth_reply(c, '1'); /* already prepared on this session */
 	/* The client sees the ParseComplete of this Parse as its own. */
-	if (!server_ensure_stmt(s, ps, (uint32_t)worker_config(c->w)->max_prepared_statements, name))
+	if (!client_ensure_stmt(c, ps, name))
 		goto oom;
 	sbuf_flush(&s->sb);
 	return SB_SKIP;
@@ -1039,8 +1045,7 @@ static enum sbuf_action client_handle_named(struct client *c, const struct pkt_h
 					     name);
 	if (client_output_pending(c))
 		return SB_FLUSH;
-	if (!server_ensure_stmt(s, ps, (uint32_t)worker_config(c->w)->max_prepared_statements,
-				NULL))
+	if (!client_ensure_stmt(c, ps, NULL))
 		goto oom;
 	const char *sname = ps->sname;
 	size_t snlen = strlen(sname) + 1;
