@@ -1066,6 +1066,19 @@ static void sanitize_libpq_error(const char *in, const PQconninfoOption *known, 
  * pool_mode, datestyle, ...) into out, hand the rest to PQconninfoParse and
  * add every option it returns.
  */
+/* Free what PQconninfoParse returned, wiping values first: they may hold passwords. */
+static void conninfo_free_wiped(PQconninfoOption *opts, char *pqerr)
+{
+	if (opts) {
+		for (PQconninfoOption *o = opts; o->keyword; o++)
+			if (o->val)
+				explicit_bzero(o->val, strlen(o->val));
+		PQconninfoFree(opts);
+	}
+	if (pqerr)
+		PQfreemem(pqerr);
+}
+
 static bool url_split(const char *url, const PQconninfoOption *known, struct kvlist *out, char *msg,
 		      size_t len)
 {
@@ -1138,14 +1151,7 @@ static bool url_split(const char *url, const PQconninfoOption *known, struct kvl
 	}
 	ok = true;
 out:
-	if (opts) {
-		for (PQconninfoOption *o = opts; o->keyword; o++)
-			if (o->val)
-				explicit_bzero(o->val, strlen(o->val));
-		PQconninfoFree(opts);
-	}
-	if (pqerr)
-		PQfreemem(pqerr);
+	conninfo_free_wiped(opts, pqerr);
 	explicit_bzero(rebuilt, strlen(url) + 2);
 	free(rebuilt);
 	return ok;
@@ -1346,14 +1352,7 @@ static bool db_parse_value(const char *value, const PQconninfoOption *known, boo
 	pq.n = 0;
 	ok = true;
 out:
-	if (parsed) {
-		for (PQconninfoOption *o = parsed; o->keyword; o++)
-			if (o->val)
-				explicit_bzero(o->val, strlen(o->val));
-		PQconninfoFree(parsed);
-	}
-	if (pqerr)
-		PQfreemem(pqerr);
+	conninfo_free_wiped(parsed, pqerr);
 	if (check)
 		free_secret(check);
 	free(datestyle);
