@@ -36,6 +36,10 @@ static void test_session_state(void **state)
 	(void)state;
 	assert_true(cls("SELECT pg_advisory_lock(72707369)") & SQL_SESSION_STATE);
 	assert_true(cls("select PG_TRY_ADVISORY_LOCK(1)") & SQL_SESSION_STATE);
+	/* Mixed case and the word ending the text take the fast path's check too. */
+	assert_true(cls("SELECT pg_AdViSoRy_lock(1)") & SQL_SESSION_STATE);
+	assert_true(cls("SELECT Pg_Advisory_Lock(1) ORDER BY 1") & SQL_SESSION_STATE);
+	assert_int_equal(cls("SELECT 1 ORDER BY y"), 0);
 	assert_true(cls("SELECT pg_advisory_unlock_all()") & SQL_SESSION_STATE);
 	assert_int_equal(cls("SELECT pg_advisory_xact_lock(1)"), 0);
 	assert_int_equal(cls("SELECT pg_try_advisory_xact_lock(1)"), 0);
