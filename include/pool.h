@@ -11,6 +11,7 @@
 
 #include "list.h"
 #include "params.h"
+#include "stats.h"
 
 struct client;
 struct db_def;
@@ -52,8 +53,7 @@ struct pool {
 	int64_t backoff_us;         /* current backoff, 0 after a success */
 	char last_error[256];       /* last login failure, for clients */
 	int64_t last_error_us;
-	uint64_t xact_count;        /* transactions finished */
-	uint64_t query_count;
+	struct pool_stats stats;    /* SHOW STATS, /metrics */
 };
 
 /* Find or create the pool; NULL on out of memory. */

@@ -10,9 +10,11 @@
 #include <event2/event.h>
 #include <event2/event_struct.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "auth.h"
+#include "compiler.h"
 #include "list.h"
 #include "pstmt.h"
 
@@ -74,11 +76,20 @@ struct worker {
 	struct worker_stats stats;
 };
 
+/* How a shutdown waits (PgBouncer 1.23+ signals; admin SHUTDOWN). */
+enum shutdown_mode {
+	SHUTDOWN_NONE = 0,         /* running */
+	SHUTDOWN_WAIT_CLIENTS,     /* SIGTERM, SHUTDOWN WAIT_FOR_CLIENTS: stop accepting, wait for clients to leave */
+	SHUTDOWN_WAIT_SERVERS,     /* SIGINT, SHUTDOWN WAIT_FOR_SERVERS: wait until no server is in use */
+	SHUTDOWN_IMMEDIATE,        /* SIGQUIT, second signal, SHUTDOWN: exit now */
+};
+
 struct runtime {
 	struct config *cfg;    /* current config; swapped whole on reload */
 	struct worker *worker; /* one loop for now */
 	char *config_path;     /* NULL in zero-file mode */
 	bool shutting_down;
+	enum shutdown_mode shutdown; /* strongest mode asked for so far */
 };
 
 /* Microseconds from a coarse monotonic clock (timeouts, ages; not for durations). */
@@ -90,6 +101,14 @@ void worker_schedule_reap(struct worker *w);
 bool worker_init(struct worker *w, struct runtime *rt);
 /* Close every connection and free what the worker owns. */
 void worker_shutdown(struct worker *w);
+/*
+ * Re-read the configuration file and environment (SIGHUP, admin RELOAD). All or
+ * nothing: on a bad file nothing changes, false is returned and err says why
+ * (file:line: key: problem; never a secret).
+ */
+bool runtime_reload(struct runtime *rt, char *err, size_t errlen) BERTH_MUSTCHECK;
+/* Begin (or escalate) a shutdown; safe to call from any callback on the loop. */
+void runtime_shutdown(struct runtime *rt, enum shutdown_mode mode);
 /* The config in force. */
 const struct config *worker_config(const struct worker *w);
 

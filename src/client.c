@@ -1154,7 +1154,7 @@ static enum sbuf_action client_handle_request(struct client *c, const struct pkt
 	}
 	switch (t) {
 	case 'Q': /* simple query: replies until ReadyForQuery */
-		c->pool->query_count++;
+		c->pool->stats.query_count++;
 		uint8_t qsub = 0;
 		if (avail >= hdr->total_len) {
 			if (client_output_pending(c))
@@ -1197,12 +1197,12 @@ static enum sbuf_action client_handle_request(struct client *c, const struct pkt
 			goto oom;
 		return SB_FORWARD;
 	case 'F':
-		c->pool->query_count++;
+		c->pool->stats.query_count++;
 		if (!server_push(s, REQ_FUNCTION, 0, 0, NULL))
 			goto oom;
 		return SB_FORWARD;
 	case 'E':
-		c->pool->query_count++;
+		c->pool->stats.query_count++;
 		uint8_t *dname = c->deallocate_execute ? (uint8_t *)c->dealloc_name : NULL;
 		if (c->deallocate_execute)
 			c->dealloc_name = NULL;

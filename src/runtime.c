@@ -6,6 +6,7 @@
 #include "runtime.h"
 
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -215,4 +216,19 @@ void worker_shutdown(struct worker *w)
 	event_del(&w->ev_reap);
 	evdns_base_free(w->dns, 0);
 	event_base_free(w->base);
+}
+
+bool runtime_reload(struct runtime *rt, char *err, size_t errlen)
+{
+	(void)rt;
+	snprintf(err, errlen, "configuration reload is not supported yet"); /* TODO(#5) */
+	return false;
+}
+
+void runtime_shutdown(struct runtime *rt, enum shutdown_mode mode)
+{
+	if (mode > rt->shutdown)
+		rt->shutdown = mode;
+	rt->shutting_down = true;
+	event_base_loopexit(rt->worker->base, NULL);
 }

@@ -935,7 +935,7 @@ static enum sbuf_action server_on_message(struct sbuf *sb, const struct pkt_hdr 
 		}
 		replyq_pop(&s->q);
 		if (s->txn_status == 'I')
-			s->pool->xact_count++;
+			s->pool->stats.xact_count++;
 		if (c && !server_after_ready(s, c)) {
 			server_close(s, "out of memory");
 			return SB_CLOSED;
