@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "compiler.h"
 
@@ -22,6 +23,8 @@ enum log_bit {
 /* Parse "error,warn,..." into a mask; false (mask untouched) on an unknown word. */
 bool log_parse_levels(const char *spec, unsigned *mask, char *bad, size_t badlen) BERTH_MUSTCHECK;
 void log_set_mask(unsigned mask);
+/* Lines dropped because the sink could not keep up (berth_log_dropped_total). */
+uint64_t log_dropped_count(void);
 bool log_enabled(unsigned bit);
 void log_write(unsigned bit, const char *fmt, ...) BERTH_PRINTF(2, 3);
 

@@ -50,6 +50,14 @@ bool log_parse_levels(const char *spec, unsigned *mask, char *bad, size_t badlen
 	return true;
 }
 
+/* Lines that could not be written whole: counted, never retried (that could block). */
+static uint64_t log_dropped;
+
+uint64_t log_dropped_count(void)
+{
+	return log_dropped;
+}
+
 void log_set_mask(unsigned mask)
 {
 	log_mask_bits = mask;
@@ -96,6 +104,6 @@ void log_write(unsigned bit, const char *fmt, ...)
 	if (len > sizeof(line) - 2)
 		len = sizeof(line) - 2;
 	line[len++] = '\n';
-	ssize_t w = write(STDERR_FILENO, line, len);
-	(void)w; /* nowhere to report a failed log write */
+	if (write(STDERR_FILENO, line, len) != (ssize_t)len)
+		log_dropped++;
 }
