@@ -113,6 +113,12 @@ void config_key_format(const struct config *cfg, size_t i, char *buf, size_t len
  */
 bool config_key_set(struct config *cfg, size_t i, const char *value, char *err, size_t errlen)
 	BERTH_MUSTCHECK;
+/*
+ * Split "host:port" or "[v6addr]:port" (listen, http_listen) into a malloc'd
+ * host (if host is not NULL) and a port in 1..65535; false with err on bad input.
+ */
+bool config_parse_listen(const char *value, char **host, int *port, char *err, size_t errlen)
+	BERTH_MUSTCHECK;
 /* Whether key i has the same value in a and b (reload: log changed CF_RESTART keys). */
 bool config_key_equal(const struct config *a, const struct config *b, size_t i);
 

@@ -43,7 +43,7 @@ struct key_info {
 	const char *name;
 	enum config_type type;
 	const char *def;
-	int64_t min, max; /* CT_INT, CT_SIZE: inclusive bounds; CT_TIME: unused (>= 0) */
+	int64_t min, max; /* CT_INT, CT_SIZE: inclusive bounds; CT_TIME: min in us (max unused) */
 	int flags;
 	const char *help;
 	size_t offset; /* of the field in struct config */
@@ -482,6 +482,13 @@ static bool parse_listen(const char *v, char **host, int *port, char *msg, size_
 	return true;
 }
 
+static void format_time(int64_t us, char *buf, size_t len);
+
+bool config_parse_listen(const char *value, char **host, int *port, char *err, size_t errlen)
+{
+	return parse_listen(value, host, port, err, errlen);
+}
+
 /* Parse value for key i and store it in cfg; on failure cfg is unchanged. */
 static bool key_parse_set(struct config *cfg, size_t i, const char *value, char *msg, size_t len)
 {
@@ -503,6 +510,11 @@ static bool key_parse_set(struct config *cfg, size_t i, const char *value, char 
 		int64_t us = 0;
 		if (!parse_time(value, shown, &us, msg, len))
 			return false;
+		if (us < k->min) {
+			char least[32];
+			format_time(k->min, least, sizeof(least));
+			return fmt_msg(msg, len, "\"%s\" is out of range (at least %s s)", shown, least);
+		}
 		*(int64_t *)dst = us;
 		return true;
 	}
@@ -536,6 +548,9 @@ static bool key_parse_set(struct config *cfg, size_t i, const char *value, char 
 				       bad);
 	} else if (strcmp(k->name, "listen") == 0 && value[0] != '\0') {
 		if (!parse_listen(value, &host, &port, msg, len))
+			return false;
+	} else if (strcmp(k->name, "http_listen") == 0 && value[0] != '\0') {
+		if (!parse_listen(value, NULL, NULL, msg, len))
 			return false;
 	}
 	char *copy = strdup(value);
@@ -2187,6 +2202,11 @@ void config_write_doc(FILE *out)
 		fprintf(out, "| `%s` | %s", k->name, type_name(k->type));
 		if (k->type == CT_INT || k->type == CT_SIZE)
 			fprintf(out, " (%" PRId64 "..%" PRId64 ")", k->min, k->max);
+		if (k->type == CT_TIME && k->min > 0) {
+			char least[32];
+			format_time(k->min, least, sizeof(least));
+			fprintf(out, " (at least %s)", least);
+		}
 		fputs(" | ", out);
 		if (k->flags & CF_SECRET)
 			fputs("(secret)", out);
