@@ -91,6 +91,14 @@ void config_free(struct config *cfg);
 const struct db_def *config_find_db(const struct config *cfg, const char *name);
 const struct user_def *config_find_user(const struct config *cfg, const char *name);
 const struct auth_entry *config_find_auth(const struct config *cfg, const char *user);
+/*
+ * Password for logging in upstream as server_user through entry def: the
+ * entry's password=, else server_user's auth_file secret when it is a plain
+ * password (not an md5 hash or SCRAM verifier); NULL if neither (libpq may
+ * still find one in its passfile). Points into cfg: secret, never logged.
+ */
+const char *config_server_password(const struct config *cfg, const struct db_def *def,
+				   const char *server_user);
 
 /* Settings table access, for SHOW CONFIG, SET and generated docs. */
 size_t config_key_count(void);

@@ -26,7 +26,7 @@ typedef void (*upstream_failed_fn)(void *arg, const char *why);
 
 struct upstream_login {
 	const struct db_def *def;
-	const char *user;
+	const char *user;     /* NULL: libpq's default */
 	const char *password; /* may be NULL: libpq then tries passfile/PGPASSWORD */
 	const char *dbname;
 	int64_t timeout_us;   /* server_connect_timeout; 0 = none (the caller times out) */

@@ -825,6 +825,17 @@ const struct db_def *config_find_db(const struct config *cfg, const char *name)
 	return fallback;
 }
 
+const char *config_server_password(const struct config *cfg, const struct db_def *def,
+				   const char *server_user)
+{
+	if (def->password)
+		return def->password;
+	const struct auth_entry *a = config_find_auth(cfg, server_user);
+	bool plain = a && a->secret && strncmp(a->secret, "md5", 3) != 0 &&
+		     strncmp(a->secret, "SCRAM-SHA-256$", 14) != 0;
+	return plain ? a->secret : NULL;
+}
+
 const struct user_def *config_find_user(const struct config *cfg, const char *name)
 {
 	if (!cfg || !name)

@@ -12,6 +12,7 @@
 
 #include "build_config.h"
 #include "config.h"
+#include "health.h"
 #include "listener.h"
 #include "log.h"
 #include "runtime.h"
@@ -143,8 +144,13 @@ int main(int argc, char **argv)
 	log_info("berth %s listening on %s:%d%s%s, pool_mode %s, %zu database(s)", PACKAGE_VERSION,
 		 cfg->listen_addr, cfg->listen_port, ls.unix_path[0] ? " and " : "", ls.unix_path,
 		 pool_mode_name(cfg->pool_mode), cfg->n_dbs);
+	if (!(rt.health = health_start(&w))) {
+		log_error("could not start: %s", "out of memory");
+		return 1;
+	}
 
 	event_base_dispatch(w.base);
+	health_stop(rt.health);
 
 	listener_stop(&ls);
 	event_free(ev_term);

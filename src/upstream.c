@@ -310,7 +310,8 @@ struct upstream_conn *upstream_connect(struct worker *w, const struct upstream_l
 	bool ok = true;
 	for (size_t i = 0; login->def->keywords && login->def->keywords[i]; i++)
 		ok &= kw_add(u, login->def->keywords[i], login->def->values[i]);
-	ok &= kw_add(u, "user", login->user);
+	if (login->user) /* NULL: libpq's default (PGUSER, else the OS user) */
+		ok &= kw_add(u, "user", login->user);
 	ok &= kw_add(u, "dbname", login->dbname);
 	if (login->password)
 		ok &= kw_add(u, "password", login->password);
