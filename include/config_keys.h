@@ -48,6 +48,10 @@ CONFIG_KEY(server_reset_query, CT_STRING, "DISCARD ALL", 0, 0, CF_RELOAD,
 	   "Run on a server connection when a session-mode client leaves it.")
 CONFIG_KEY(server_reset_query_always, CT_BOOL, "0", 0, 1, CF_RELOAD,
 	   "Run server_reset_query in transaction mode too.")
+CONFIG_KEY(server_check_query, CT_STRING, "select 1", 0, 0, CF_RELOAD,
+	   "Run on a server connection idle longer than server_check_delay before lending it; empty = never.")
+CONFIG_KEY(server_check_delay, CT_TIME, "30", 0, 0, CF_RELOAD,
+	   "How long a server connection may sit idle before server_check_query runs on it.")
 CONFIG_KEY(server_idle_timeout, CT_TIME, "600", 0, 0, CF_RELOAD,
 	   "Close server connections idle longer than this; 0 = never.")
 CONFIG_KEY(server_lifetime, CT_TIME, "3600", 0, 0, CF_RELOAD,

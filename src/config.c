@@ -137,8 +137,6 @@ static const struct compat_key compat_main_keys[] = {
 	{"sbuf_loopcnt", "*", "not configurable in berth"},
 	{"suspend_timeout", "*", "not configurable in berth"},
 	{"server_round_robin", "*", "not configurable in berth"},
-	{"server_check_query", "*", "berth checks servers its own way"},
-	{"server_check_delay", "*", "berth checks servers its own way"},
 	{"server_fast_close", "*", "not configurable in berth"},
 	{"application_name_add_host", "*", "not supported by berth"},
 	{"autodb_idle_timeout", "*", "not configurable in berth"},

@@ -291,13 +291,18 @@ bool pool_request_server(struct pool *p, struct client *c)
 		return false;
 	}
 	struct list *last = p->sv_idle.prev;
+	int64_t now = worker_now_us(p->w);
 	if (last != &p->sv_idle && list_empty(&p->cl_waiting)) {
 		struct server *s = list_entry(last, struct server, node);
-		client_link_server(c, s);
-		return c->state == CL_ACTIVE;
+		if (!server_needs_check(s, now)) {
+			client_link_server(c, s);
+			return c->state == CL_ACTIVE;
+		}
+		/* Idle for long: check it first; the client waits for it (or another). */
+		if (!server_start_check(s))
+			server_close(s, "could not queue server_check_query");
 	}
 	/* No server to lend: fail at once if the upstream is known to be down. */
-	int64_t now = worker_now_us(p->w);
 	if (p->n_servers == 0 && p->last_error[0] && now < p->next_connect_us) {
 		client_fail(c, ERR_CONNECTION_FAILURE, "server login failed: %s", p->last_error);
 		return false;

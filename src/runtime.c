@@ -136,6 +136,10 @@ static void janitor_pool(struct pool *p, int64_t now)
 	{
 		server_check_timeouts(list_entry(pos, struct server, node), now);
 	}
+	list_for_each_safe(pos, tmp, &p->sv_resetting)
+	{
+		server_check_timeouts(list_entry(pos, struct server, node), now);
+	}
 	(void)now;
 	pool_trim(p);
 }

@@ -361,6 +361,24 @@ bool server_link_client(struct server *s, struct client *c)
 	return true;
 }
 
+bool server_needs_check(const struct server *s, int64_t now_us)
+{
+	const struct config *cfg = worker_config(s->pool->w);
+	return cfg->server_check_query && cfg->server_check_query[0] &&
+	       now_us - s->state_since_us > cfg->server_check_delay;
+}
+
+bool server_start_check(struct server *s)
+{
+	const char *q = worker_config(s->pool->w)->server_check_query;
+	BERTH_ASSERT(s->state == SV_IDLE);
+	if (!server_send_own_query(s, OWN_CHECK, q, strlen(q)))
+		return false;
+	server_set_state(s, SV_RESETTING);
+	sbuf_flush(&s->sb);
+	return true;
+}
+
 /* Run server_reset_query on a connection nobody uses; false if it cannot. */
 static bool server_start_reset(struct server *s)
 {
@@ -795,6 +813,11 @@ static enum sbuf_action server_handle_own_query(struct server *s, struct req *r,
 			server_close(s, "berth's own query failed");
 			return SB_CLOSED;
 		}
+		if (what == OWN_CHECK) {
+			server_set_state(s, SV_IDLE);
+			pool_server_ready(s->pool, s);
+			return SB_SKIP;
+		}
 		if (what == OWN_RESET) {
 			const char *q = worker_config(s->pool->w)->server_reset_query;
 			if (q && (strcasestr(q, "DISCARD ALL") || strcasestr(q, "RESET ALL")))
@@ -1016,6 +1039,12 @@ static enum sbuf_action server_on_message(struct sbuf *sb, const struct pkt_hdr 
 void server_check_timeouts(struct server *s, int64_t now_us)
 {
 	const struct config *cfg = worker_config(s->pool->w);
+	if (s->state == SV_RESETTING && cfg->server_connect_timeout > 0 &&
+	    now_us - s->state_since_us > cfg->server_connect_timeout) {
+		/* A reset or check that never answers: the connection is dead or stuck. */
+		server_close(s, "no answer to berth's own query within server_connect_timeout");
+		return;
+	}
 	if (s->state != SV_IDLE)
 		return;
 	if (cfg->server_lifetime > 0 && now_us - s->connect_time_us > cfg->server_lifetime) {

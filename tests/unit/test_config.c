@@ -80,6 +80,28 @@ static struct config *load_main(const char *body)
 	return load_ok(write_file("main.ini", buf), NULL);
 }
 
+static void test_operations_settings(void **state)
+{
+	(void)state;
+	struct config *cfg = load_main("");
+	assert_string_equal(cfg->server_check_query, "select 1");
+	assert_true(cfg->server_check_delay == 30000000);
+	assert_true(cfg->shutdown_timeout == 30000000);
+	assert_true(cfg->stats_period == 60000000);
+	assert_false(cfg->so_reuseport);
+	config_free(cfg);
+	cfg = load_main("server_check_query =\nserver_check_delay = 0.5\nshutdown_timeout = 0\n"
+			"stats_period = 15s\nso_reuseport = 1\n");
+	assert_string_equal(cfg->server_check_query, "");
+	assert_true(cfg->server_check_delay == 500000);
+	assert_true(cfg->shutdown_timeout == 0);
+	assert_true(cfg->stats_period == 15000000);
+	assert_true(cfg->so_reuseport);
+	config_free(cfg);
+	load_fails(write_file("bad.ini", "[berth]\nso_reuseport = maybe\n"), NULL, ":2:",
+		   "so_reuseport", (char *)NULL);
+}
+
 static size_t key(const char *name)
 {
 	int i = config_key_lookup(name);
@@ -1313,6 +1335,7 @@ int main(void)
 		cmocka_unit_test(test_reload_all_or_nothing),
 		cmocka_unit_test(test_garbage_never_crashes),
 		cmocka_unit_test(test_generated_doc_and_sample),
+		cmocka_unit_test(test_operations_settings),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
