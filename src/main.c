@@ -13,6 +13,7 @@
 #include "build_config.h"
 #include "config.h"
 #include "health.h"
+#include "http.h"
 #include "listener.h"
 #include "log.h"
 #include "runtime.h"
@@ -148,12 +149,14 @@ int main(int argc, char **argv)
 	log_info("berth %s listening on %s:%d%s%s, pool_mode %s, %zu database(s)", PACKAGE_VERSION,
 		 cfg->listen_addr, cfg->listen_port, ls.unix_path[0] ? " and " : "", ls.unix_path,
 		 pool_mode_name(cfg->pool_mode), cfg->n_dbs);
-	if (!(rt.health = health_start(&w))) {
-		log_error("could not start: %s", "out of memory");
+	struct http_server *http = NULL;
+	if (!(rt.health = health_start(&w)) || !http_start(&rt, &http, err, sizeof(err))) {
+		log_error("could not start: %s", rt.health ? err : "out of memory");
 		return 1;
 	}
 
 	event_base_dispatch(w.base);
+	http_stop(http); /* answered until the loop ended: the last thing before exit */
 	health_stop(rt.health);
 
 	listener_stop(&ls);
