@@ -348,6 +348,33 @@ def test_label_values_are_escaped(berth, pg):
 
 
 @pytest.mark.timeout(30)
+def test_reload_adds_and_drops_checked_databases(berth, pg):
+    """SIGHUP: a new [databases] entry is checked at once, a removed one is no longer
+    reported, and the others stay up."""
+    hp = free_port()
+    b = berth.file(settings={"http_listen": "127.0.0.1:%d" % hp},
+                   databases={"app": pg.conninfo(), "old": pg.conninfo()})
+    wait_port("127.0.0.1", hp, 10, b.proc, "berth's HTTP listener")
+    b.http_port = hp
+    wait_ready(b, 200, 10)
+    with open(b.ini_path) as f:
+        ini = f.read()
+    ini = ini.replace("old = ", "new = ")
+    with open(b.ini_path, "w") as f:
+        f.write(ini)
+    os.kill(b.pid, signal.SIGHUP)
+    deadline = time.monotonic() + 3  # the next periodic check is 5 s away: the reload did it
+    while True:
+        m = scrape(b)
+        ups = {labels["database"]: v for _s, labels, v in m.families["berth_upstream_up"]["samples"]}
+        if ups == {"app": 1, "new": 1} or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert ups == {"app": 1, "new": 1}, ups
+    assert "configuration reloaded" in b.stderr()
+
+
+@pytest.mark.timeout(30)
 def test_not_found_and_method_not_allowed(berth, pg):
     b = start(berth)
     for path in ("/", "/nope", "/metrics/x", "/healthz"):
