@@ -157,9 +157,13 @@ static void check_done(struct target *t, bool ok, const char *error)
 	struct health *h = t->h;
 	const struct config *cfg = worker_config(h->w);
 	struct health_status *st = &t->st;
-	char why[sizeof(st->last_error)];
-	/* Copied first: error may point into the connection about to be freed. */
-	snprintf(why, sizeof(why), "%s", ok ? "" : error);
+	/*
+	 * Copied first, as error may point into the connection about to be freed;
+	 * whole, so the password is masked before the text is cut to size.
+	 */
+	char *why = ok ? NULL : strdup(error);
+	if (why)
+		clean_error(why, t->secret);
 
 	if (t->ev_sock_set)
 		event_del(&t->ev_sock); /* before PQfinish closes the socket under it */
@@ -185,8 +189,8 @@ static void check_done(struct target *t, bool ok, const char *error)
 		st->last_success_us = now;
 		st->consecutive_failures = 0;
 	} else {
-		memcpy(st->last_error, why, sizeof(why));
-		clean_error(st->last_error, t->secret);
+		snprintf(st->last_error, sizeof(st->last_error), "%s", why ? why : "out of memory");
+		free(why);
 		if (before != HEALTH_DOWN)
 			log_warn("upstream %s is down: %s", st->database, st->last_error);
 		st->state = HEALTH_DOWN;
