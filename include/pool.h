@@ -24,6 +24,8 @@ struct database {
 	char name[64];        /* client-visible name */
 	const struct db_def *def;
 	int n_servers;        /* every server of every pool of this database */
+	bool paused;          /* PAUSE db, KILL db: no server lent or opened until RESUME db */
+	bool disabled;        /* DISABLE db: new clients refused until ENABLE db */
 };
 
 struct pool {
@@ -70,5 +72,40 @@ void pool_login_failed(struct pool *pool, const char *why);
 /* Make sure enough connections are being opened for waiting clients. */
 void pool_maintain(struct pool *pool, int64_t now_us);
 void pool_free_all(struct worker *w);
+
+/* ---- control (admin console; reload) ------------------------------------
+ * db NULL means every database. Pausing never closes a server that a client
+ * holds: it closes once released (the janitor closes idle ones), so callers
+ * poll pool_server_count() to learn when a PAUSE is complete.
+ */
+
+/* The worker's database of this name, made from the config on first use; NULL if none matches. */
+struct database *pool_find_database(struct worker *w, const char *name);
+/* No server is lent or opened: PAUSE (db or all), KILL, SUSPEND. */
+bool pool_db_paused(const struct worker *w, const struct database *db);
+void pool_pause(struct worker *w, struct database *db);
+/* Undo PAUSE/KILL of db (NULL: the PAUSE/KILL of all); waiting clients get servers again. */
+void pool_resume(struct worker *w, struct database *db);
+/* SUSPEND: pause everything (sockets are the console's business). */
+void pool_set_suspended(struct worker *w, bool on);
+/* Server connections of db still open, in any state. */
+int pool_server_count(struct worker *w, const struct database *db);
+void pool_set_disabled(struct database *db, bool disabled);
+/* KILL: pause db and drop its clients (FATAL with reason) and servers now. */
+void pool_kill(struct worker *w, struct database *db, const char *reason);
+/* KILL_CLIENT: drop the client (FATAL with reason) and close the server it held. */
+void pool_kill_client(struct client *c, const char *reason);
+/* RECONNECT: close db's servers once released (idle ones now); new ones open as needed. */
+void pool_reconnect(struct worker *w, struct database *db);
+/* Servers RECONNECT marked and still open: WAIT_CLOSE is done at 0. */
+int pool_close_needed_count(struct worker *w, const struct database *db);
+/* Janitor: close idle servers of a paused database and those RECONNECT marked. */
+void pool_close_unwanted(struct pool *p);
+/*
+ * Settings changed (SET, reload): recompute every pool's sizes and limits
+ * from the config; pool_mode changes only for pools without clients (a
+ * running session keeps the mode it started in). Opens servers for waiters.
+ */
+void pool_refresh_settings(struct worker *w);
 
 #endif

@@ -62,6 +62,14 @@ void slab_free(struct slab *sl, void *obj)
 	sl->n_live--;
 }
 
+size_t slab_free_count(const struct slab *sl)
+{
+	size_t n = 0;
+	for (void *const *obj = sl->free; obj; obj = *obj)
+		n++;
+	return n;
+}
+
 void slab_destroy(struct slab *sl)
 {
 	while (sl->blocks) {
@@ -133,6 +141,7 @@ static void janitor_pool(struct pool *p, int64_t now)
 	{
 		server_check_timeouts(list_entry(pos, struct server, node), now);
 	}
+	pool_close_unwanted(p);
 	pool_maintain(p, now);
 }
 
@@ -176,6 +185,7 @@ bool worker_init(struct worker *w, struct runtime *rt)
 	list_init(&w->closing_clients);
 	list_init(&w->closing_servers);
 	list_init(&w->all_clients);
+	list_init(&w->console_clients);
 	event_assign(&w->ev_reap, w->base, -1, 0, reap_cb, w);
 	event_assign(&w->ev_janitor, w->base, -1, EV_PERSIST, janitor_cb, w);
 	struct timeval tv = {.tv_sec = 0, .tv_usec = JANITOR_PERIOD_US};
