@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "admin.h"
 #include "client.h"
 #include "config.h"
 #include "log.h"
@@ -160,6 +161,7 @@ static void janitor_cb(evutil_socket_t fd, short what, void *arg)
 	{
 		janitor_pool(list_entry(pos, struct pool, node), now);
 	}
+	admin_janitor(w);
 }
 
 bool worker_init(struct worker *w, struct runtime *rt)
