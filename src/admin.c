@@ -302,7 +302,7 @@ static bool read_quoted(const char **p, const char *end, char *out, size_t outle
 	return false; /* unterminated */
 }
 
-/* A bare word of letters, digits, _ and the extra characters allowed; false if empty or too long. */
+/* A bare word of letters, digits, _ and the extra characters; false if empty or too long. */
 static bool read_bare(const char **p, const char *end, const char *extra, char *out, size_t outlen)
 {
 	size_t n = 0;
@@ -352,7 +352,7 @@ bool admin_parse(const char *stmt, size_t len, struct admin_cmd *out)
 			if (!read_quoted(&p, end, out->value, sizeof(out->value)))
 				return false;
 		} else {
-			/* A bare value: a number with a fraction or unit, a word, a list without spaces. */
+			/* Bare: a number with a fraction or unit, a word, a list without spaces. */
 			if (!read_bare(&p, end, ".-+:,*/", out->value, sizeof(out->value)))
 				return false;
 		}
@@ -388,9 +388,11 @@ static bool in_list(const char *list, const char *user)
 
 bool admin_peer_trusted(const struct client *c)
 {
-	if (!c->login || c->addr.sa.sa_family != AF_UNIX || !admin_is_console_db(c->login->database))
+	if (!c->login || c->addr.sa.sa_family != AF_UNIX ||
+	    !admin_is_console_db(c->login->database))
 		return false;
-	if (strcmp(c->login->user, ADMIN_DB_NAME) != 0 && strcmp(c->login->user, ADMIN_DB_ALIAS) != 0)
+	const char *user = c->login->user;
+	if (strcmp(user, ADMIN_DB_NAME) != 0 && strcmp(user, ADMIN_DB_ALIAS) != 0)
 		return false;
 	struct ucred cred;
 	socklen_t len = sizeof(cred);
@@ -563,7 +565,11 @@ static enum exec_result show_config(struct exec *x, const char *arg)
 {
 	(void)arg;
 	static const struct col cols[] = {
-		{"key", OID_TEXT}, {"value", OID_TEXT}, {"default", OID_TEXT}, {"changeable", OID_TEXT}};
+		{"key", OID_TEXT},
+		{"value", OID_TEXT},
+		{"default", OID_TEXT},
+		{"changeable", OID_TEXT},
+	};
 	const struct config *cfg = worker_config(x->w);
 	out_row_desc(x->o, cols, 4);
 	for (size_t i = 0; i < config_key_count(); i++) {
@@ -592,7 +598,8 @@ static void database_row(struct exec *x, const struct db_def *def, const char *n
 		{
 			struct pool *p = list_entry(pos, struct pool, node);
 			if (p->db == db)
-				clients += (int)(list_count(&p->cl_active) + list_count(&p->cl_waiting) +
+				clients += (int)(list_count(&p->cl_active) +
+						 list_count(&p->cl_waiting) +
 						 list_count(&p->cl_login));
 		}
 	}
@@ -616,7 +623,8 @@ static void database_row(struct exec *x, const struct db_def *def, const char *n
 	out_int(o, cfg->server_lifetime / 1000000);
 	out_text(o, def->pool_mode >= 0 ? pool_mode_name(def->pool_mode) : NULL);
 	out_text(o, lbh);
-	out_int(o, def->max_db_connections >= 0 ? def->max_db_connections : cfg->max_db_connections);
+	out_int(o, def->max_db_connections >= 0 ? def->max_db_connections
+						: cfg->max_db_connections);
 	out_int(o, db ? db->n_servers : 0);
 	out_int(o, 0); /* max_client_connections: berth has no max_db_client_connections */
 	out_int(o, clients);
@@ -685,7 +693,7 @@ static enum exec_result show_pools(struct exec *x, const char *arg)
 	list_for_each_safe(pos, tmp, &x->w->pools)
 	{
 		struct pool *p = list_entry(pos, struct pool, node);
-		/* Clients waiting for the pool's first login wait like the others (PgBouncer: CL_WAITING_LOGIN). */
+		/* Clients waiting for the pool's first login wait too (CL_WAITING_LOGIN). */
 		int64_t wait = first_wait_us(x->w, &p->cl_waiting);
 		int64_t wl = first_wait_us(x->w, &p->cl_login);
 		if (wl > wait)
@@ -922,7 +930,7 @@ static void user_row(struct exec *x, const char *name)
 	}
 	char pool_size[16] = "";
 	if (ud && ud->pool_size >= 0)
-		snprintf(pool_size, sizeof(pool_size), "%9d", ud->pool_size); /* as PgBouncer pads it */
+		snprintf(pool_size, sizeof(pool_size), "%9d", ud->pool_size); /* PgBouncer pads */
 	struct out *o = x->o;
 	out_row_begin(o, 8);
 	out_text(o, name);
@@ -1061,7 +1069,11 @@ static enum exec_result show_peers(struct exec *x, const char *arg)
 {
 	(void)arg;
 	static const struct col cols[] = {
-		{"peer_id", OID_INT4}, {"host", OID_TEXT}, {"port", OID_INT4}, {"pool_size", OID_INT4}};
+		{"peer_id", OID_INT4},
+		{"host", OID_TEXT},
+		{"port", OID_INT4},
+		{"pool_size", OID_INT4},
+	};
 	out_row_desc(x->o, cols, 4);
 	return ex_done(x, "SHOW");
 }
@@ -1559,7 +1571,7 @@ static enum exec_result cmd_shutdown(struct exec *x, const char *arg)
 		return need_admin(x);
 	log_info("SHUTDOWN%s%s command issued", arg[0] ? " " : "", arg);
 	runtime_shutdown(x->w->rt, mode);
-	/* As PgBouncer: an immediate shutdown answers nothing; the connection ends with the process. */
+	/* As PgBouncer: an immediate shutdown answers nothing; the connection ends with berth. */
 	if (mode == SHUTDOWN_IMMEDIATE)
 		return EX_SILENT;
 	return ex_done(x, "SHUTDOWN");
@@ -1581,8 +1593,8 @@ static enum exec_result cmd_set(struct exec *x, const char *key, const char *val
 	if (!(config_key_flags((size_t)i) & CF_RELOAD))
 		return ex_error(x, ERR_CONSOLE, "setting %s needs a restart", name);
 	if (strcmp(name, "auth_file") == 0)
-		return ex_error(x, ERR_CONSOLE,
-				"setting auth_file is read by RELOAD: change the configuration file");
+		return ex_error(x, ERR_CONSOLE, "setting auth_file is read by RELOAD: "
+						"change the configuration file");
 	char err[512];
 	if (!config_key_set(x->w->rt->cfg, (size_t)i, value, err, sizeof(err)))
 		return ex_error(x, ERR_CONSOLE, "SET failed: %s", err);
@@ -1602,10 +1614,18 @@ static enum exec_result cmd_set(struct exec *x, const char *key, const char *val
 }
 
 static const struct command commands[] = {
-	{"show", cmd_show},         {"select", cmd_show},       {"pause", cmd_pause},
-	{"resume", cmd_resume},     {"suspend", cmd_suspend},   {"disable", cmd_disable},
-	{"enable", cmd_enable},     {"reload", cmd_reload},     {"reconnect", cmd_reconnect},
-	{"kill", cmd_kill},         {"kill_client", cmd_kill_client}, {"wait_close", cmd_wait_close},
+	{"show", cmd_show},
+	{"select", cmd_show}, /* PgBouncer's alias */
+	{"pause", cmd_pause},
+	{"resume", cmd_resume},
+	{"suspend", cmd_suspend},
+	{"disable", cmd_disable},
+	{"enable", cmd_enable},
+	{"reload", cmd_reload},
+	{"reconnect", cmd_reconnect},
+	{"kill", cmd_kill},
+	{"kill_client", cmd_kill_client},
+	{"wait_close", cmd_wait_close},
 	{"shutdown", cmd_shutdown},
 };
 
@@ -1682,8 +1702,8 @@ static enum sbuf_action handle_query(struct client *c, const struct pkt_hdr *hdr
 	struct out o = {0};
 	struct exec x = {.c = c, .con = c->console, .w = c->w, .o = &o};
 	bool ran = false;
-	log_debug("C-%llu: console query: %.*s", (unsigned long long)c->id, (int)(len > 200 ? 200 : len),
-		  sql);
+	log_debug("C-%llu: console query: %.*s", (unsigned long long)c->id,
+		  (int)(len > 200 ? 200 : len), sql);
 	enum exec_result r = run_statements(&x, sql, len, &ran);
 	finish(&x, r, ran);
 	return c->state == CL_CLOSED ? SB_CLOSED : SB_SKIP;
@@ -1762,8 +1782,9 @@ bool admin_login(struct client *c)
 	if (!console_send(c, &o))
 		return false;
 	if (cfg->log_connections)
-		log_info("C-%llu: console login %s/%s (%s)%s", (unsigned long long)c->id, con->database,
-			 con->user, admin ? "admin" : "stats", trusted ? " from the unix socket" : "");
+		log_info("C-%llu: console login %s/%s (%s)%s", (unsigned long long)c->id,
+			 con->database, con->user, admin ? "admin" : "stats",
+			 trusted ? " from the unix socket" : "");
 	return true;
 }
 
@@ -1866,31 +1887,51 @@ void admin_session_free(struct client *c)
 	}
 }
 
+/* Is the command c waits for done? *err is set when it can no longer be. */
+static bool wait_finished(struct client *c, const char **err)
+{
+	struct console *con = c->console;
+	struct worker *w = c->w;
+	*err = NULL;
+	switch (con->wait) {
+	case CW_NONE:
+		return false;
+	case CW_PAUSE:
+		if (!(con->wait_db ? con->wait_db->paused : w->pause_all))
+			*err = "PAUSE ended by RESUME before it completed";
+		return *err || pool_server_count(w, con->wait_db) == 0;
+	case CW_SUSPEND:
+		if (!w->suspended)
+			*err = "SUSPEND ended by RESUME before it completed";
+		return *err || sockets_drained(w);
+	case CW_WAIT_CLOSE:
+		return pool_close_needed_count(w, con->wait_db) == 0;
+	}
+	return false;
+}
+
+static const char *wait_tag(enum console_wait wait)
+{
+	return wait == CW_PAUSE ? "PAUSE" : wait == CW_SUSPEND ? "SUSPEND" : "WAIT_CLOSE";
+}
+
 void admin_janitor(struct worker *w)
 {
-	struct list *pos, *tmp;
-	list_for_each_safe(pos, tmp, &w->console_clients)
-	{
-		struct client *c = list_entry(pos, struct client, node);
-		struct console *con = c->console;
-		switch (con->wait) {
-		case CW_NONE:
-			break;
-		case CW_PAUSE:
-			if (!(con->wait_db ? con->wait_db->paused : w->pause_all))
-				wait_done(c, NULL, "PAUSE ended by RESUME before it completed");
-			else if (pool_server_count(w, con->wait_db) == 0)
-				wait_done(c, "PAUSE", NULL);
-			break;
-		case CW_SUSPEND:
-			if (!w->suspended)
-				wait_done(c, NULL, "SUSPEND ended by RESUME before it completed");
-			else if (sockets_drained(w))
-				wait_done(c, "SUSPEND", NULL);
-			break;
-		case CW_WAIT_CLOSE:
-			if (pool_close_needed_count(w, con->wait_db) == 0)
-				wait_done(c, "WAIT_CLOSE", NULL);
+	/*
+	 * Answering runs the statements that followed and the messages that came
+	 * meanwhile, which may close other consoles: walk again after each answer.
+	 */
+	bool again = true;
+	while (again) {
+		again = false;
+		for (struct list *pos = w->console_clients.next; pos != &w->console_clients;
+		     pos = pos->next) {
+			struct client *c = list_entry(pos, struct client, node);
+			const char *err;
+			if (!wait_finished(c, &err))
+				continue;
+			wait_done(c, wait_tag(c->console->wait), err);
+			again = true;
 			break;
 		}
 	}

@@ -245,7 +245,7 @@ void pool_server_ready(struct pool *p, struct server *s)
 		server_close(s, "server_lifetime");
 		return;
 	}
-	/* Paused or marked by RECONNECT: stays idle for the janitor to close (not inside its own callback). */
+	/* Paused, or marked by RECONNECT: stays idle for the janitor to close. */
 	if (list_empty(&p->cl_waiting) || s->close_needed || pool_db_paused(p->w, p->db))
 		return;
 	struct client *c = list_entry(list_first(&p->cl_waiting), struct client, node);
@@ -368,7 +368,8 @@ static void pool_wake(struct worker *w, const struct database *db)
 			continue;
 		struct server *s;
 		while (!list_empty(&p->cl_waiting) && (s = pool_lendable_idle(p)) != NULL) {
-			struct client *c = list_entry(list_first(&p->cl_waiting), struct client, node);
+			struct client *c =
+				list_entry(list_first(&p->cl_waiting), struct client, node);
 			client_link_server(c, s);
 		}
 		pool_maintain(p, now);
@@ -387,8 +388,21 @@ void pool_resume(struct worker *w, struct database *db)
 void pool_set_suspended(struct worker *w, bool on)
 {
 	w->suspended = on;
-	if (!on)
+	if (!on) {
 		pool_wake(w, NULL);
+		return;
+	}
+	/* A login finishing now would start reading: those connections go, nobody holds them. */
+	struct list *pos, *tmp;
+	list_for_each_safe(pos, tmp, &w->pools)
+	{
+		struct pool *p = list_entry(pos, struct pool, node);
+		struct list *sp, *st;
+		list_for_each_safe(sp, st, &p->sv_connecting)
+		{
+			server_close(list_entry(sp, struct server, node), "SUSPEND");
+		}
+	}
 }
 
 int pool_server_count(struct worker *w, const struct database *db)
@@ -447,7 +461,7 @@ void pool_kill_client(struct client *c, const char *reason)
 {
 	struct server *s = c->server;
 	client_fail(c, ERR_CONSOLE, "%s", reason);
-	/* Its server may be back in the pool, or already lent to a waiting client: then it stays. */
+	/* Its server may be back in the pool, or lent to a waiting client already: it stays. */
 	if (s && s->state != SV_CLOSED && !s->client)
 		server_close(s, reason);
 }
@@ -512,14 +526,18 @@ void pool_refresh_settings(struct worker *w)
 		struct pool *p = list_entry(pos, struct pool, node);
 		const struct db_def *def = p->db->def;
 		const struct user_def *ud = config_find_user(cfg, p->user);
-		p->pool_size = pick(ud ? ud->pool_size : -1, pick(def->pool_size, cfg->default_pool_size));
+		p->pool_size =
+			pick(ud ? ud->pool_size : -1, pick(def->pool_size, cfg->default_pool_size));
 		p->min_pool_size = pick(def->min_pool_size, cfg->min_pool_size);
 		p->reserve_pool_size = pick(def->reserve_pool_size, cfg->reserve_pool_size);
 		p->max_db_connections = pick(def->max_db_connections, cfg->max_db_connections);
 		p->max_user_connections =
 			pick(ud ? ud->max_user_connections : -1, cfg->max_user_connections);
-		if (list_empty(&p->cl_active) && list_empty(&p->cl_waiting) && list_empty(&p->cl_login))
-			p->pool_mode = pick(ud ? ud->pool_mode : -1, pick(def->pool_mode, cfg->pool_mode));
+		bool no_clients = list_empty(&p->cl_active) && list_empty(&p->cl_waiting) &&
+				  list_empty(&p->cl_login);
+		if (no_clients)
+			p->pool_mode =
+				pick(ud ? ud->pool_mode : -1, pick(def->pool_mode, cfg->pool_mode));
 		pool_maintain(p, now);
 	}
 }
