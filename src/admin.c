@@ -33,11 +33,6 @@
 #include "server.h"
 #include "stats.h"
 
-/* TODO(#5): interim until stats.h declares them (the lead's stats.c); see src/stats_interim.c. */
-void stats_database_totals(struct worker *w, const struct database *db, struct pool_stats *out);
-void stats_database_averages(struct worker *w, const struct database *db,
-			     struct stats_averages *out);
-
 /* Type OIDs of the columns (pg_type), as PgBouncer describes them. */
 #define OID_INT8 20
 #define OID_INT4 23
@@ -450,17 +445,26 @@ static int def_port(const struct db_def *def)
 	return port > 0 ? port : 5432;
 }
 
-/* The worker's database of this name, if one exists (never creates). */
+/* The worker's database of this name, if any (never creates; skips those a reload removed). */
 static struct database *existing_db(struct worker *w, const char *name)
 {
 	struct list *pos, *tmp;
 	list_for_each_safe(pos, tmp, &w->databases)
 	{
 		struct database *db = list_entry(pos, struct database, node);
-		if (strcmp(db->name, name) == 0)
+		if (!db->removed && strcmp(db->name, name) == 0)
 			return db;
 	}
 	return NULL;
+}
+
+/* Is db (freed once a reload removed it and it drained) still there? Never dereferences it. */
+static bool db_alive(struct worker *w, const struct database *db)
+{
+	for (struct list *pos = w->databases.next; pos != &w->databases; pos = pos->next)
+		if (list_entry(pos, struct database, node) == db)
+			return true;
+	return false;
 }
 
 static bool db_has_pools(struct worker *w, const struct database *db)
@@ -657,7 +661,7 @@ static enum exec_result show_databases(struct exec *x, const char *arg)
 	list_for_each_safe(pos, tmp, &x->w->databases)
 	{
 		struct database *db = list_entry(pos, struct database, node);
-		if (strcmp(db->def->name, "*") == 0)
+		if (!db->removed && strcmp(db->def->name, "*") == 0)
 			database_row(x, db->def, db->name);
 	}
 	return ex_done(x, "SHOW");
@@ -1005,7 +1009,8 @@ static size_t database_count(struct exec *x)
 	struct list *pos, *tmp;
 	list_for_each_safe(pos, tmp, &x->w->databases)
 	{
-		n += strcmp(list_entry(pos, struct database, node)->def->name, "*") == 0;
+		const struct database *db = list_entry(pos, struct database, node);
+		n += !db->removed && strcmp(db->def->name, "*") == 0;
 	}
 	return n;
 }
@@ -1605,7 +1610,7 @@ static enum exec_result cmd_set(struct exec *x, const char *key, const char *val
 		if (log_parse_levels(cfg->log_level, &mask, bad, sizeof(bad)))
 			log_set_mask(mask);
 	}
-	pool_refresh_settings(x->w); /* sizes and limits of the open pools */
+	pool_reconfigure(x->w, cfg); /* sizes and limits of the open pools, as a reload does */
 	char shown[300], tag[400];
 	config_key_format(cfg, (size_t)i, shown, sizeof(shown)); /* masks secrets */
 	log_info("SET %s=%s", name, shown);
@@ -1856,7 +1861,8 @@ void admin_cancel(struct client *c)
 	switch (con->wait) {
 	case CW_PAUSE:
 		/* ^C on PAUSE: the pause it started ends, as in PgBouncer. */
-		if (con->wait_db ? con->wait_db->paused : w->pause_all)
+		if (con->wait_db ? db_alive(w, con->wait_db) && con->wait_db->paused
+				 : w->pause_all)
 			pool_resume(w, con->wait_db);
 		break;
 	case CW_SUSPEND:
@@ -1893,6 +1899,8 @@ static bool wait_finished(struct client *c, const char **err)
 	struct console *con = c->console;
 	struct worker *w = c->w;
 	*err = NULL;
+	if (con->wait_db && !db_alive(w, con->wait_db))
+		return true; /* a reload removed it and it drained: no server of it is left */
 	switch (con->wait) {
 	case CW_NONE:
 		return false;
