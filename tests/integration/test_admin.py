@@ -491,6 +491,22 @@ def test_unix_socket_console_user(berth, pg, sockdir):
     assert out.returncode != 0 and "berth " not in out.stdout
 
 
+def test_zero_file_mode_console(berth, pg):
+    """DATABASE_URL's user, named in BERTH_ADMIN_USERS, logs in to the console with its password."""
+    b = berth(admin_users=pg.user)
+    with b.connect() as c:
+        c.execute("SELECT 1")
+    con = Console(b, user=pg.user, password=pg.password, dbname="berth")
+    try:
+        assert pool_row(con)["cl_active"] == "0"
+        assert con.ok("PAUSE").tags == ["PAUSE"]
+        assert con.ok("RESUME").tags == ["RESUME"]
+    finally:
+        con.close()
+    ok, state, _ = attempt(b, query="SHOW POOLS", password="wrong", dbname="pgbouncer")
+    assert (ok, state) == (False, "28P01")
+
+
 # --- control commands ---------------------------------------------------------------
 
 def test_pause_waits_for_release_then_resume(berth, pg):
@@ -747,6 +763,21 @@ def test_shutdown(berth, pg):
     assert con.conn.is_closed(10)
     b.proc.wait(10)
     con.close()
+
+
+def test_shutdown_wait_for_clients(berth, pg):
+    b = start(berth, pg)
+    client = b.connect()
+    client.execute("SELECT 1")
+    con = Console(b)
+    assert con.ok("SHUTDOWN WAIT_FOR_CLIENTS").tags == ["SHUTDOWN"]
+    assert client.execute("SELECT 2").fetchone()[0] == 2  # connected clients go on
+    with pytest.raises(OSError):  # no new connections
+        socket.create_connection((b.host, b.port), timeout=2).close()
+    assert b.alive()
+    client.close()
+    con.close()
+    assert b.proc.wait(10) == 0  # the last client left: berth exits
 
 
 # --- SHOW STATS counts the traffic exactly ----------------------------------------------
