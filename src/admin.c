@@ -677,6 +677,16 @@ static int64_t first_wait_us(struct worker *w, const struct list *head)
 	return age > 0 ? age : 0;
 }
 
+/* PgBouncer's "used": idle past server_check_delay, so server_check_query runs before lending. */
+static int idle_needing_check(struct worker *w, const struct pool *p)
+{
+	int64_t now = worker_now_us(w);
+	int n = 0;
+	for (const struct list *sp = p->sv_idle.next; sp != &p->sv_idle; sp = sp->next)
+		n += server_needs_check(list_entry(sp, struct server, node), now);
+	return n;
+}
+
 static enum exec_result show_pools(struct exec *x, const char *arg)
 {
 	(void)arg;
@@ -719,8 +729,9 @@ static enum exec_result show_pools(struct exec *x, const char *arg)
 		out_int(o, (int64_t)list_count(&p->sv_active));
 		out_int(o, 0);
 		out_int(o, 0);
-		out_int(o, (int64_t)list_count(&p->sv_idle));
-		out_int(o, 0); /* no server_check_query state */
+		int used = idle_needing_check(x->w, p);
+		out_int(o, (int64_t)list_count(&p->sv_idle) - used);
+		out_int(o, used);
 		out_int(o, (int64_t)list_count(&p->sv_resetting));
 		out_int(o, (int64_t)list_count(&p->sv_connecting));
 		out_int(o, wait / 1000000);
@@ -881,7 +892,8 @@ static void server_rows(struct exec *x, struct pool *p, struct list *head, const
 			.type = "S",
 			.user = p->server_user,
 			.database = p->db->name,
-			.state = state,
+			.state = state ? state
+				       : server_needs_check(s, worker_now_us(x->w)) ? "used" : "idle",
 			.fd = s->sb.fd,
 			.unix_port = def_port(p->db->def),
 			.connect_us = s->connect_time_us,
@@ -909,8 +921,8 @@ static enum exec_result show_servers(struct exec *x, const char *arg)
 	{
 		struct pool *p = list_entry(pos, struct pool, node);
 		server_rows(x, p, &p->sv_active, "active");
-		server_rows(x, p, &p->sv_idle, "idle");
-		server_rows(x, p, &p->sv_resetting, "tested"); /* running server_reset_query */
+		server_rows(x, p, &p->sv_idle, NULL); /* idle or used */
+		server_rows(x, p, &p->sv_resetting, "tested"); /* server_reset_query or check */
 		server_rows(x, p, &p->sv_connecting, "new");
 	}
 	return ex_done(x, "SHOW");

@@ -291,6 +291,24 @@ def test_show_pools_counts(berth, pg):
         held.execute("COMMIT")
 
 
+def test_idle_servers_past_check_delay_are_used(berth, pg):
+    """PgBouncer's sv_used / "used": idle longer than server_check_delay, checked before lending."""
+    b = start(berth, pg, server_check_delay=0.2)
+    con = Console(b)
+    try:
+        with b.connect() as c:
+            c.execute("SELECT 1")
+            p = pool_row(con)
+            assert (p["sv_idle"], p["sv_used"]) == ("1", "0")
+            time.sleep(0.4)
+            p = pool_row(con)
+            assert (p["sv_idle"], p["sv_used"]) == ("0", "1")
+            assert [s["state"] for s in con.ok("SHOW SERVERS").dicts()] == ["used"]
+            assert c.execute("SELECT 2").fetchone()[0] == 2
+    finally:
+        con.close()
+
+
 def test_show_clients_and_servers_rows(berth, pg):
     b = start(berth, pg, pool_mode="session")
     raw = pgwire.Conn(b.host, b.port)
