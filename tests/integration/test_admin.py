@@ -604,6 +604,12 @@ def test_kill_client(berth, pg):
         assert bystander.execute("SELECT 2").fetchone()[0] == 2
         assert con.run("KILL_CLIENT 999999").errors[0]["M"] == "client not found"
         assert con.run("KILL_CLIENT abc").errors[0]["M"] == "invalid client pointer supplied"
+        # A console may end itself: FATAL, then the connection closes.
+        me = [c["id"] for c in con.ok("SHOW CLIENTS").dicts() if c["database"] == "pgbouncer"]
+        con.send("KILL_CLIENT " + me[0])
+        t, p = con.conn.read_msg()
+        assert t == b"E" and pgwire.parse_error_fields(p)["S"] == "FATAL"
+        assert con.conn.is_closed(5)
     finally:
         con.close()
         victim.close()
