@@ -383,6 +383,7 @@ static void up_server_ready(void *arg, struct upstream_conn *u)
 		}
 	}
 	void *ssl = PQsslInUse(u->conn) ? PQsslStruct(u->conn, "OpenSSL") : NULL;
+	s->backend_pid = (uint32_t)PQbackendPID(u->conn); /* SHOW SERVERS remote_pid */
 	server_login_done(s, PQsocket(u->conn), ssl, &reported);
 	params_clear(&reported);
 }
