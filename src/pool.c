@@ -296,7 +296,7 @@ static struct server *pool_lendable_idle(struct pool *p)
 		struct server *s = list_entry(p->sv_idle.prev, struct server, node);
 		if (!s->close_needed)
 			return s;
-		server_close(s, "RECONNECT");
+		server_close(s, "closing as marked (RECONNECT or server_lifetime)");
 	}
 	return NULL;
 }
@@ -341,7 +341,11 @@ void pool_server_ready(struct pool *p, struct server *s)
 	const struct config *cfg = worker_config(p->w);
 	if (cfg->server_lifetime > 0 &&
 	    worker_now_us(p->w) - s->connect_time_us > cfg->server_lifetime) {
-		server_close(s, "server_lifetime");
+		/*
+		 * Too old: not lent again. The janitor closes it; closing here would
+		 * free its buffer under the server callback that called us.
+		 */
+		s->close_needed = true;
 		return;
 	}
 	/* Paused, or marked by RECONNECT: stays idle for the janitor to close. */
