@@ -10,6 +10,8 @@ import math
 import os
 import re
 import signal
+import socket
+import subprocess
 import time
 
 import psycopg
@@ -407,7 +409,13 @@ def test_no_secret_in_outputs(berth, pg):
                     databases={"app": pg.conninfo(password=wrong)})
     wait_port("127.0.0.1", hp, 10, b2.proc, "berth's HTTP listener")
     b2.http_port = hp
-    (st, body), _ = wait_ready(b2, 503, 10)
+    deadline = time.monotonic() + 10
+    while True:  # 503 "not checked yet" comes first; wait for the check's verdict
+        st, _h, body = get(b2, "/ready")
+        if "upstream down" in body or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert st == 503
     assert "upstream down: app:" in json.loads(body)["reason"]
     assert "password authentication failed" in body
     assert_no_secret(body)
@@ -495,3 +503,19 @@ def test_parser_is_strict():
     for text in bad:
         with pytest.raises(AssertionError):
             Metrics(text)
+
+
+@pytest.mark.timeout(30)
+def test_http_listen_in_use_fails_start(berth, pg):
+    """A taken http_listen port stops berth at start with status 1 and says why."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        taken = s.getsockname()[1]
+        b = berth("transaction", http_listen="127.0.0.1:%d" % taken, start=False)
+        r = subprocess.run([harness.BERTH_BIN], env=b.env, stdin=subprocess.DEVNULL,
+                           capture_output=True, timeout=20, cwd=b.workdir)
+    assert r.returncode == 1, r
+    err = r.stderr.decode()
+    assert "http_listen 127.0.0.1:%d" % taken in err, err
+    assert_no_secret(err)
