@@ -27,6 +27,7 @@
 #include "client.h"
 #include "config.h"
 #include "errors.h"
+#include "health.h"
 #include "log.h"
 #include "pool.h"
 #include "runtime.h"
@@ -535,7 +536,7 @@ static enum exec_result show_help(struct exec *x, const char *arg)
 	(void)arg;
 	static const char detail[] =
 		"\n\tSHOW HELP|CONFIG|DATABASES|POOLS|CLIENTS|SERVERS|USERS|VERSION\n"
-		"\tSHOW PEERS|PEER_POOLS|LISTS|STATE\n"
+		"\tSHOW PEERS|PEER_POOLS|LISTS|STATE|HEALTH\n"
 		"\tSHOW STATS|STATS_TOTALS|STATS_AVERAGES\n"
 		"\tSET key = arg\n"
 		"\tRELOAD\n"
@@ -562,6 +563,55 @@ static enum exec_result show_version(struct exec *x, const char *arg)
 	out_row_begin(x->o, 1);
 	out_text(x->o, "berth " PACKAGE_VERSION); /* the first line of berth --version */
 	out_end(x->o);
+	return ex_done(x, "SHOW");
+}
+
+/* Wall-clock microseconds as text in the zone PgBouncer's times use; NULL for never. */
+static void out_wall_time(struct out *o, int64_t wall_us)
+{
+	if (wall_us <= 0) {
+		out_text(o, NULL);
+		return;
+	}
+	char buf[64];
+	time_t t = (time_t)(wall_us / 1000000);
+	struct tm tm;
+	localtime_r(&t, &tm);
+	strftime(buf, sizeof(buf), "%Y-%m-%d %H:%M:%S %Z", &tm);
+	out_text(o, buf);
+}
+
+/* berth's own: what the health loop (health.c) knows of each upstream. */
+static enum exec_result show_health(struct exec *x, const char *arg)
+{
+	(void)arg;
+	static const struct col cols[] = {
+		{"database", OID_TEXT},		  {"state", OID_TEXT},
+		{"last_check", OID_TEXT},	  {"last_success", OID_TEXT},
+		{"latency_us", OID_INT8},	  {"consecutive_failures", OID_INT8},
+		{"checks", OID_INT8},		  {"failures", OID_INT8},
+		{"last_error", OID_TEXT},
+	};
+	const size_t n = sizeof(cols) / sizeof(cols[0]);
+	out_row_desc(x->o, cols, n);
+	const struct health *h = x->w->rt->health;
+	for (const struct health_status *st = h ? health_next(h, NULL) : NULL; st;
+	     st = health_next(h, st)) {
+		out_row_begin(x->o, n);
+		out_text(x->o, st->database);
+		out_text(x->o, health_state_name(st->state));
+		out_wall_time(x->o, st->last_check_us);
+		out_wall_time(x->o, st->last_success_us);
+		if (st->checks)
+			out_int(x->o, st->last_latency_us);
+		else
+			out_text(x->o, NULL);
+		out_uint(x->o, st->consecutive_failures);
+		out_uint(x->o, st->checks);
+		out_uint(x->o, st->failures);
+		out_text(x->o, st->last_error[0] ? st->last_error : NULL);
+		out_end(x->o);
+	}
 	return ex_done(x, "SHOW");
 }
 
@@ -1299,6 +1349,7 @@ static const struct command show_commands[] = {
 	{"state", show_state},
 	{"peers", show_peers},
 	{"peer_pools", show_peer_pools},
+	{"health", show_health},
 };
 
 static enum exec_result cmd_show(struct exec *x, const char *arg)

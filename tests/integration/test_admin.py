@@ -53,6 +53,10 @@ EXPECTED = {
     "CONFIG": [("key", TEXT), ("value", TEXT), ("default", TEXT), ("changeable", TEXT)],
     "LISTS": [("list", TEXT), ("items", INT4)],
     "VERSION": [("version", TEXT)],
+    # berth's own command (PgBouncer has none): the upstream health loop's view.
+    "HEALTH": [("database", TEXT), ("state", TEXT), ("last_check", TEXT),
+               ("last_success", TEXT), ("latency_us", INT8), ("consecutive_failures", INT8),
+               ("checks", INT8), ("failures", INT8), ("last_error", TEXT)],
     "STATS": [("database", TEXT), ("total_server_assignment_count", NUMERIC),
               ("total_xact_count", NUMERIC), ("total_query_count", NUMERIC),
               ("total_received", NUMERIC), ("total_sent", NUMERIC), ("total_xact_time", NUMERIC),
@@ -185,7 +189,7 @@ def start(berth, pg, sockdir=None, pool_mode="transaction", **settings):
         s["unix_socket_dir"] = sockdir
     s.update(settings)
     users = {pg.user: pg.password, "admin": ADMIN_PW, "stats": STATS_PW, "other": OTHER_PW}
-    return berth.file(settings=s, users=users)
+    return berth.file(settings=s, users=users, pg=pg)
 
 
 def wait_for(pred, timeout=10.0, what="condition"):
@@ -849,5 +853,35 @@ def test_stats_wait_time_when_clients_queue(berth, pg):
             after = stats_row(con)
             assert after["total_wait_time"] - before["total_wait_time"] >= 300000
             assert after["total_server_assignment_count"] > before["total_server_assignment_count"]
+    finally:
+        con.close()
+
+
+def test_show_health_follows_upstream(berth, pg_private):
+    """SHOW HEALTH: up while PostgreSQL answers, down with the error while it is stopped."""
+    b = start(berth, pg_private, health_check_period=1)
+    con = Console(b)
+    try:
+        def health():
+            rows = con.ok("SHOW HEALTH").dicts()
+            assert [r["database"] for r in rows] == ["app"], rows
+            return rows[0]
+
+        wait_for(lambda: health()["state"] == "up", what="health up")
+        h = health()
+        assert int(h["checks"]) >= 1 and int(h["failures"]) == 0
+        assert h["last_success"] is not None and int(h["latency_us"]) > 0
+        assert h["last_error"] is None
+        pg_private.stop("fast")
+        try:
+            wait_for(lambda: health()["state"] == "down", timeout=15, what="health down")
+            h = health()
+            assert int(h["consecutive_failures"]) >= 1 and int(h["failures"]) >= 1
+            assert h["last_error"]
+            assert pg_private.password not in h["last_error"]
+        finally:
+            pg_private.start()
+        wait_for(lambda: health()["state"] == "up", timeout=20, what="health back up")
+        assert int(health()["consecutive_failures"]) == 0
     finally:
         con.close()

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# tests/integration/run-asan - the integration suite against berth built with
+# tests/integration/run-asan.sh - the integration suite against berth built with
 # AddressSanitizer and UBSan (tests/berth-asan, made by `make check`). Fails if
 # a test fails or if any berth process reported a memory error, undefined
 # behaviour or a leak at exit. Extra arguments go to pytest.
