@@ -64,6 +64,7 @@ static void on_hup(evutil_socket_t sig, short what, void *arg)
 	(void)sig;
 	(void)what;
 	(void)arg;
+	log_reopen();
 	log_warn("SIGHUP: configuration reload is not supported yet; restart berth to apply changes");
 }
 
@@ -105,10 +106,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "berth: configuration error: %s\n", cerr.text);
 		return 2;
 	}
-	unsigned mask;
-	char bad[64];
-	if (log_parse_levels(cfg->log_level, &mask, bad, sizeof(bad)))
-		log_set_mask(mask);
+	log_configure(cfg);
 	for (size_t i = 0; i < cfg->n_warnings; i++)
 		log_warn("%s", cfg->warnings[i]);
 
@@ -151,6 +149,7 @@ int main(int argc, char **argv)
 	event_free(ev_int);
 	event_free(ev_hup);
 	worker_shutdown(&w);
+	log_shutdown();
 	config_free(cfg);
 	libevent_global_shutdown();
 	return 0;
