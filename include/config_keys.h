@@ -48,6 +48,10 @@ CONFIG_KEY(server_reset_query, CT_STRING, "DISCARD ALL", 0, 0, CF_RELOAD,
 	   "Run on a server connection when a session-mode client leaves it.")
 CONFIG_KEY(server_reset_query_always, CT_BOOL, "0", 0, 1, CF_RELOAD,
 	   "Run server_reset_query in transaction mode too.")
+CONFIG_KEY(server_check_query, CT_STRING, "select 1", 0, 0, CF_RELOAD,
+	   "Run on a server connection idle longer than server_check_delay before lending it; empty = never.")
+CONFIG_KEY(server_check_delay, CT_TIME, "30", 0, 0, CF_RELOAD,
+	   "How long a server connection may sit idle before server_check_query runs on it.")
 CONFIG_KEY(server_idle_timeout, CT_TIME, "600", 0, 0, CF_RELOAD,
 	   "Close server connections idle longer than this; 0 = never.")
 CONFIG_KEY(server_lifetime, CT_TIME, "3600", 0, 0, CF_RELOAD,
@@ -96,6 +100,12 @@ CONFIG_KEY(log_min_duration, CT_TIME, "0", 0, 0, CF_RELOAD,
 	   "With query in log_level: log only statements at least this slow; 0 = all.")
 CONFIG_KEY(log_parameters, CT_BOOL, "0", 0, 1, CF_RELOAD,
 	   "With query in log_level: include Bind parameter values in query lines.")
+CONFIG_KEY(shutdown_timeout, CT_TIME, "30", 0, 0, CF_RELOAD,
+	   "Longest a graceful shutdown (SIGTERM, SIGINT, SHUTDOWN WAIT_FOR_...) waits before closing what is left; 0 = no limit.")
+CONFIG_KEY(stats_period, CT_TIME, "60", 0, 0, CF_RELOAD,
+	   "Period over which SHOW STATS_AVERAGES averages (and the interval it is refreshed).")
 CONFIG_KEY(tcp_keepalive, CT_BOOL, "1", 0, 1, CF_RELOAD, "Turn on TCP keepalive on client sockets.")
+CONFIG_KEY(so_reuseport, CT_BOOL, "0", 0, 1, CF_RESTART,
+	   "Set SO_REUSEPORT on TCP listen sockets, so a second berth can take over the port (upgrades) without refused connections.")
 CONFIG_KEY(listen_backlog, CT_INT, "1024", 1, 65535, CF_RESTART,
 	   "Backlog passed to listen().")

@@ -38,6 +38,7 @@ enum own_query {
 	OWN_RESYNC,         /* restore startup settings after RESET: ParameterStatus forwarded */
 	OWN_PROBE,          /* does the session hold state that cannot be pooled? */
 	OWN_DEALLOCATE,     /* drop the statement cache after a cached-plan error */
+	OWN_CHECK,          /* server_check_query on a connection idle past server_check_delay */
 };
 
 /* REQ_QUERY sub bits: it drops every prepared statement; an error happened in it. */

@@ -84,7 +84,15 @@ bool server_ensure_stmt(struct server *s, const struct pstmt *ps, uint32_t max_c
 bool server_drain_synth(struct server *s) BERTH_MUSTCHECK;
 /* Replies parsed but not yet sent to the client? */
 bool server_has_output_pending(const struct server *s);
-/* Janitor: idle timeout, lifetime. */
+/* Idle past server_check_delay with a server_check_query set: check before lending. */
+bool server_needs_check(const struct server *s, int64_t now_us);
+/*
+ * Run server_check_query on an idle server (state SV_RESETTING meanwhile). It
+ * returns to the idle list and serves waiting clients when the check passes,
+ * and is closed if it fails. False if the query could not be queued.
+ */
+bool server_start_check(struct server *s) BERTH_MUSTCHECK;
+/* Janitor: idle timeout, lifetime, resets and checks that never answer. */
 void server_check_timeouts(struct server *s, int64_t now_us);
 
 #endif

@@ -17,10 +17,12 @@
  * Bind before it is that Execute's error, and Executes the server then
  * skips up to Sync never ran and are not logged.
  *
- * Duration: from the moment berth relays the Query or Execute to its
- * server (so waiting for a pooled connection is not counted), or from the
- * completion of the client's previous statement if later (so a pipelined
- * statement is not charged for those ahead of it), to its completion.
+ * Duration: from the stats' query start (client->query_start_us: the
+ * request that began the client's unanswered run, once a server was lent,
+ * so waiting for a pooled connection is not counted; the Query, or the
+ * Parse/Bind before an Execute), or from the completion of the client's
+ * previous statement if later (so a pipelined statement is not charged for
+ * those ahead of it), to its completion.
  */
 #include "querylog.h"
 
@@ -30,7 +32,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 
 #include "client.h"
 #include "config.h"
@@ -39,6 +40,7 @@
 #include "pstmt.h"
 #include "replyq.h"
 #include "runtime.h"
+#include "stats.h"
 
 /* Statements in flight per client that can be logged; more are dropped and counted. */
 #define QLOG_DEPTH 16
@@ -94,14 +96,6 @@ struct querylog {
 	char *arena;             /* arena_cap bytes */
 	char mem[];
 };
-
-static int64_t qlog_now_us(void)
-{
-	/* Precise, unlike worker_now_us(): durations are logged to the microsecond. */
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 void querylog_free(struct querylog *ql)
 {
@@ -430,7 +424,8 @@ static void rec_done(struct querylog *ql, struct qlog_rec *r, int64_t start_us)
 	ql->noted = true;
 }
 
-static void note_query(struct querylog *ql, const uint8_t *body, size_t blen, size_t full)
+static void note_query(struct querylog *ql, const uint8_t *body, size_t blen, size_t full,
+		       int64_t start_us)
 {
 	struct qlog_rec *r = rec_begin(ql);
 	if (!r)
@@ -446,14 +441,14 @@ static void note_query(struct querylog *ql, const uint8_t *body, size_t blen, si
 	r->text_len = (uint32_t)querylog_copy_masked(ql->arena + r->off, cap, sql, tl, &hide, &cut);
 	r->full_len = (uint32_t)full;
 	r->flags = cut || tl < full ? QF_TRUNCATED : 0;
-	rec_done(ql, r, qlog_now_us());
+	rec_done(ql, r, start_us);
 }
 
 static void note_parse(struct querylog *ql, const uint8_t *body, size_t blen, bool whole)
 {
 	if (blen < 1)
 		return;
-	ql->parse_us = qlog_now_us();
+	ql->parse_us = stats_now_us();
 	ql->last_parse_unnamed = body[0] == 0;
 	if (body[0] != 0)
 		return; /* named: the text stays in the statement registry (pstmt.c) */
@@ -524,7 +519,7 @@ static void note_bind(struct client *c, struct querylog *ql, const uint8_t *body
 	t->valid = true;
 }
 
-static void note_execute(struct querylog *ql)
+static void note_execute(struct querylog *ql, int64_t start_us)
 {
 	struct qlog_rec *r = rec_begin(ql);
 	if (!r)
@@ -546,7 +541,7 @@ static void note_execute(struct querylog *ql)
 	if (r->text_len < tl)
 		r->flags |= QF_TRUNCATED;
 	r->extended = true;
-	rec_done(ql, r, qlog_now_us());
+	rec_done(ql, r, start_us);
 }
 
 void querylog_request(struct client *c, const struct pkt_hdr *hdr, const uint8_t *data,
@@ -561,11 +556,13 @@ void querylog_request(struct client *c, const struct pkt_hdr *hdr, const uint8_t
 	size_t have = avail < hdr->total_len ? avail : hdr->total_len;
 	const uint8_t *body = data + PKT_HDR_LEN;
 	size_t blen = have > PKT_HDR_LEN ? have - PKT_HDR_LEN : 0;
+	/* The stats' clock reading for this request (or the pipeline it joined) when there is one. */
+	int64_t start = t == 'Q' || t == 'E' ? c->query_start_us ? c->query_start_us : stats_now_us() : 0;
 	switch (t) {
 	case 'Q':
 		/* The body is the text and its NUL: the full length is known even when cut. */
 		note_query(ql, body, blen,
-			   hdr->total_len > PKT_HDR_LEN ? hdr->total_len - PKT_HDR_LEN - 1 : 0);
+			   hdr->total_len > PKT_HDR_LEN ? hdr->total_len - PKT_HDR_LEN - 1 : 0, start);
 		break;
 	case 'P':
 		note_parse(ql, body, blen, avail >= hdr->total_len);
@@ -574,7 +571,7 @@ void querylog_request(struct client *c, const struct pkt_hdr *hdr, const uint8_t
 		note_bind(c, ql, body, blen);
 		break;
 	case 'E':
-		note_execute(ql);
+		note_execute(ql, start);
 		break;
 	}
 }
@@ -665,7 +662,7 @@ static void qlog_finish(struct client *c, struct querylog *ql, struct req *e, co
 	struct qlog_rec *r = qlog_find(ql, seq);
 	if (!r)
 		return;
-	int64_t now = qlog_now_us();
+	int64_t now = stats_now_us();
 	if (!log) {
 		ql->last_done_us = now;
 	} else {
@@ -715,7 +712,7 @@ static void qlog_parse_failed(struct client *c, struct querylog *ql, struct req 
 		line.statement = "(prepared statement)";
 		line.statement_len = strlen(line.statement);
 	}
-	qlog_line(c, ql, &line, ql->parse_us, qlog_now_us());
+	qlog_line(c, ql, &line, ql->parse_us, stats_now_us());
 }
 
 enum sbuf_action querylog_reply(struct client *c, struct replyq *q, const struct pkt_hdr *hdr,

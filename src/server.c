@@ -180,6 +180,8 @@ bool server_push(struct server *s, enum req_kind kind, uint8_t sub, uint32_t id,
 		free(msg);
 		return false;
 	}
+	if (kind == REQ_PARSE || kind == REQ_OWN_PARSE)
+		s->pool->stats.server_parse_count++;
 	if (BERTH_UNLIKELY(log_enabled(LOGB_QUERY)) && (kind == REQ_QUERY || kind == REQ_EXECUTE) &&
 	    s->client)
 		replyq_at(&s->q, s->q.n - 1)->qlog = querylog_commit(s->client);
@@ -360,6 +362,24 @@ bool server_link_client(struct server *s, struct client *c)
 		log_debug("S-%llu: parameter sync for C-%llu: %s", (unsigned long long)s->id,
 			  (unsigned long long)c->id, query);
 	}
+	return true;
+}
+
+bool server_needs_check(const struct server *s, int64_t now_us)
+{
+	const struct config *cfg = worker_config(s->pool->w);
+	return cfg->server_check_query && cfg->server_check_query[0] &&
+	       now_us - s->state_since_us > cfg->server_check_delay;
+}
+
+bool server_start_check(struct server *s)
+{
+	const char *q = worker_config(s->pool->w)->server_check_query;
+	BERTH_ASSERT(s->state == SV_IDLE);
+	if (!server_send_own_query(s, OWN_CHECK, q, strlen(q)))
+		return false;
+	server_set_state(s, SV_RESETTING);
+	sbuf_flush(&s->sb);
 	return true;
 }
 
@@ -668,6 +688,16 @@ static void server_undo_parse(struct server *s, const struct req *r)
  * Returns SB_SKIP if a rewritten copy was queued, SB_FORWARD to forward the
  * original, SB_FLUSH if earlier replies must leave first.
  */
+/* Count an ErrorResponse the client gets from the server. */
+static void server_count_error(struct server *s, const struct pkt_hdr *hdr, const uint8_t *data,
+			       size_t avail)
+{
+	char code[6] = "XX000"; /* larger than the buffer: not read */
+	if (avail >= hdr->total_len)
+		(void)codec_error_sqlstate(data + PKT_HDR_LEN, hdr->total_len - PKT_HDR_LEN, code);
+	stats_count_error(&s->pool->stats, code);
+}
+
 static enum sbuf_action server_forward_error(struct server *s, const struct pkt_hdr *hdr,
 					     const uint8_t *data, size_t avail)
 {
@@ -739,6 +769,8 @@ static enum sbuf_action server_extended_error(struct server *s, const struct pkt
 	enum sbuf_action how = s->client ? server_forward_error(s, hdr, data, avail) : SB_SKIP;
 	if (how == SB_FLUSH)
 		return SB_FLUSH;
+	if (s->client)
+		server_count_error(s, hdr, data, avail);
 	char code[6];
 	if (avail >= hdr->total_len &&
 	    codec_error_sqlstate(data + PKT_HDR_LEN, hdr->total_len - PKT_HDR_LEN, code) &&
@@ -784,6 +816,11 @@ static enum sbuf_action server_handle_own_query(struct server *s, struct req *r,
 			}
 			server_close(s, "berth's own query failed");
 			return SB_CLOSED;
+		}
+		if (what == OWN_CHECK) {
+			server_set_state(s, SV_IDLE);
+			pool_server_ready(s->pool, s);
+			return SB_SKIP;
 		}
 		if (what == OWN_RESET) {
 			const char *q = worker_config(s->pool->w)->server_reset_query;
@@ -856,6 +893,28 @@ static enum sbuf_action server_handle_unsolicited(struct server *s, const struct
 }
 
 /* Is this reply the last one its request gets? */
+/*
+ * A client-visible ReadyForQuery: one query done, and a transaction when the
+ * session is idle again. Pipelined requests behind it start now.
+ */
+static void server_count_ready(struct server *s, struct client *c)
+{
+	struct pool_stats *st = &s->pool->stats;
+	int64_t now = stats_now_us();
+	if (c->query_start_us) {
+		uint64_t took = (uint64_t)(now - c->query_start_us);
+		st->query_count++;
+		st->query_time_us += took;
+		stats_hist_add(&st->query_hist, took);
+		c->query_start_us = replyq_empty(&s->q) ? 0 : now;
+	}
+	if (s->txn_status == 'I' && c->xact_start_us) {
+		st->xact_count++;
+		st->xact_time_us += (uint64_t)(now - c->xact_start_us);
+		c->xact_start_us = replyq_empty(&s->q) ? 0 : now;
+	}
+}
+
 static bool reply_ends(const struct req *r, uint8_t type)
 {
 	switch (r->kind) {
@@ -943,8 +1002,8 @@ static enum sbuf_action server_on_message(struct sbuf *sb, const struct pkt_hdr 
 				client_stmts_clear(&c->stmts, &s->pool->w->pstmts);
 		}
 		replyq_pop(&s->q);
-		if (s->txn_status == 'I')
-			s->pool->stats.xact_count++;
+		if (c)
+			server_count_ready(s, c);
 		if (c && !server_after_ready(s, c)) {
 			server_close(s, "out of memory");
 			return SB_CLOSED;
@@ -958,8 +1017,11 @@ static enum sbuf_action server_on_message(struct sbuf *sb, const struct pkt_hdr 
 		if (avail < hdr->total_len && hdr->total_len <= s->sb.w->pkt_buf)
 			return SB_NEED_FULL;
 		enum sbuf_action how = server_forward_error(s, hdr, data, avail);
-		if (how != SB_FLUSH)
+		if (how != SB_FLUSH) {
 			r->sub |= QUERY_FAILED;
+			if (c)
+				server_count_error(s, hdr, data, avail);
+		}
 		return c ? how : SB_SKIP;
 	}
 	if (r->kind == REQ_DESCRIBE_STMT && hdr->type == 't')
@@ -986,6 +1048,12 @@ static enum sbuf_action server_on_message(struct sbuf *sb, const struct pkt_hdr 
 void server_check_timeouts(struct server *s, int64_t now_us)
 {
 	const struct config *cfg = worker_config(s->pool->w);
+	if (s->state == SV_RESETTING && cfg->server_connect_timeout > 0 &&
+	    now_us - s->state_since_us > cfg->server_connect_timeout) {
+		/* A reset or check that never answers: the connection is dead or stuck. */
+		server_close(s, "no answer to berth's own query within server_connect_timeout");
+		return;
+	}
 	if (s->state != SV_IDLE)
 		return;
 	if (cfg->server_lifetime > 0 && now_us - s->connect_time_us > cfg->server_lifetime) {

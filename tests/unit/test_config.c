@@ -81,6 +81,28 @@ static struct config *load_main(const char *body)
 	return load_ok(write_file("main.ini", buf), NULL);
 }
 
+static void test_operations_settings(void **state)
+{
+	(void)state;
+	struct config *cfg = load_main("");
+	assert_string_equal(cfg->server_check_query, "select 1");
+	assert_true(cfg->server_check_delay == 30000000);
+	assert_true(cfg->shutdown_timeout == 30000000);
+	assert_true(cfg->stats_period == 60000000);
+	assert_false(cfg->so_reuseport);
+	config_free(cfg);
+	cfg = load_main("server_check_query =\nserver_check_delay = 0.5\nshutdown_timeout = 0\n"
+			"stats_period = 15s\nso_reuseport = 1\n");
+	assert_string_equal(cfg->server_check_query, "");
+	assert_true(cfg->server_check_delay == 500000);
+	assert_true(cfg->shutdown_timeout == 0);
+	assert_true(cfg->stats_period == 15000000);
+	assert_true(cfg->so_reuseport);
+	config_free(cfg);
+	load_fails(write_file("bad.ini", "[berth]\nso_reuseport = maybe\n"), NULL, ":2:",
+		   "so_reuseport", (char *)NULL);
+}
+
 static size_t key(const char *name)
 {
 	int i = config_key_lookup(name);
@@ -569,7 +591,8 @@ static void test_realistic_pgbouncer_file(void **state)
 
 	assert_string_equal(cfg->logfile, "/var/log/pgbouncer/pgbouncer.log");
 	/* the settings berth does not have are warnings naming file and line */
-	assert_int_equal(cfg->n_warnings, 7);
+	assert_int_equal(cfg->n_warnings, 6);
+	assert_true(cfg->stats_period == 60000000);
 	char want[300];
 	snprintf(want, sizeof(want), "%s:13: PgBouncer setting \"pidfile\" is ignored", p);
 	assert_non_null(strstr(cfg->warnings[0], want));
@@ -588,7 +611,7 @@ static void test_pgbouncer_settings_refused(void **state)
 		{"server_tls_sslmode = verify-full", "sslmode=... in each [databases] entry"},
 		{"auth_query = SELECT 1", "auth_query"},
 		{"auth_hba_file = /etc/hba", "auth_hba_file"},
-		{"so_reuseport = 1", "so_reuseport"},
+		{"peer_id = 3", "peering"},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		char body[256];
@@ -597,7 +620,7 @@ static void test_pgbouncer_settings_refused(void **state)
 			   (char *)NULL);
 	}
 	/* the same keys with harmless values load, with a warning */
-	struct config *cfg = load_main("so_reuseport = 0\nclient_tls_sslmode = DISABLE\nuser =\n");
+	struct config *cfg = load_main("peer_id = 0\nclient_tls_sslmode = DISABLE\nuser =\n");
 	assert_int_equal(cfg->n_warnings, 2);
 	config_free(cfg);
 }
@@ -1369,6 +1392,7 @@ int main(void)
 		cmocka_unit_test(test_reload_all_or_nothing),
 		cmocka_unit_test(test_garbage_never_crashes),
 		cmocka_unit_test(test_generated_doc_and_sample),
+		cmocka_unit_test(test_operations_settings),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
