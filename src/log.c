@@ -753,7 +753,7 @@ void log_configure(const struct config *cfg)
 			close(fd);
 		}
 	}
-	if (L.stderr_mode == STDERR_DIRECT && !L.wr.done && log_stderr_may_block())
+	if (L.stderr_mode == STDERR_DIRECT && log_stderr_may_block())
 		log_writer_start();
 
 	const char *path = cfg->logfile ? cfg->logfile : "";
@@ -825,7 +825,7 @@ void log_shutdown(void)
 		if (done) {
 			pthread_join(wr->thread, NULL);
 			free(wr->ring);
-			wr->ring = NULL;
+			*wr = (struct log_writer){.mu = wr->mu, .wake = wr->wake, .drained = wr->drained};
 			L.stderr_mode = STDERR_DIRECT;
 		} else {
 			/* Stuck in write() on a stderr nobody reads: exit ends it; later lines are dropped. */

@@ -209,10 +209,12 @@ static bool password_span(const char *s, size_t len, size_t k, size_t *a, size_t
 		if (run == 2 && (j + 2 >= len || strchr(" \t\r\n;,)", s[j + 2])))
 			return false; /* '' : an empty password */
 		/*
-		 * An even run opens a literal nested in another one (a statement
-		 * inside DO '...' or a function body): its quotes are doubled.
+		 * A literal nested in another one (a statement inside DO '...' or a
+		 * function body) has its quotes doubled at each level: 2^k quotes
+		 * open it, and escaped quotes inside come in pairs of those. So the
+		 * lowest set bit of the run is the quote of this literal's level.
 		 */
-		size_t nest = run % 2 == 0 ? 2 : 1;
+		size_t nest = run & (~run + 1);
 		size_t i = j + nest;
 		*a = i;
 		while (i < len) {
