@@ -431,3 +431,42 @@ def test_unread_stderr_pipe_never_blocks(pg, tmp_path):
     assert m, text[-2000:]
     assert int(m.group(1)) > n // 2
     assert pg.password not in text
+
+
+def test_reload_applies_log_settings(berth, pg, tmp_path):
+    """SIGHUP reloads log_level, log_format and logfile like any other setting."""
+    b = berth.file()
+    path = tmp_path / "reloaded.log"
+    users = os.path.join(b.workdir, "userlist.txt")
+
+    def reload(settings, wait_for_text):
+        with open(b.ini_path, "w") as f:
+            f.write(harness.make_ini(b.port, dict({"pool_mode": "transaction"}, **settings),
+                                     {"app": pg.conninfo()}, users))
+        n = b.stderr().count(wait_for_text)
+        os.kill(b.pid, signal.SIGHUP)
+        assert wait_for(lambda: b.stderr().count(wait_for_text) > n), b.stderr()[-2000:]
+
+    with b.connect() as c:
+        c.execute("SELECT 1 /*before*/")
+    reload({"log_level": "error,warn,info,query", "log_format": "json", "logfile": str(path)},
+           '"msg":"configuration reloaded')
+    with b.connect() as c:
+        c.execute("SELECT 2 /*json*/")
+    reload({"log_level": "error,warn,info"}, "LOG configuration reloaded")
+    with b.connect() as c:
+        c.execute("SELECT 3 /*after*/")
+    err = b.stderr()
+    assert "/*before*/" not in err and "/*after*/" not in err
+    # Text lines before the first reload and after the second, JSON lines between.
+    lines = err.splitlines()
+    first = next(i for i, ln in enumerate(lines) if ln.startswith("{"))
+    last = max(i for i, ln in enumerate(lines) if ln.startswith("{"))
+    assert lines[last + 1].endswith("LOG configuration reloaded from %s" % b.ini_path)
+    q = json_queries("\n".join(lines[first:last + 1]))
+    assert [r["statement"] for r in q] == ["SELECT 2 /*json*/"]
+    # The log file got the JSON lines from the first reload on, then was closed.
+    in_file = json_queries("\n".join(ln for ln in path.read_text().splitlines()
+                                     if ln.startswith("{")))
+    assert [r["statement"] for r in in_file] == ["SELECT 2 /*json*/"]
+    assert "configuration reloaded" not in path.read_text().split("SELECT 2")[1]
