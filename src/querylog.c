@@ -2,7 +2,9 @@
  * querylog.c - per-statement query lines (log_level "query"). Owns each
  * client's struct querylog: the unnamed statement's text, what the last
  * Bind set up, and a small ring of statements in flight whose texts live
- * in a fixed arena, sized once from log_query_max_length. Allocates only
+ * in a fixed arena, sized once from log_query_max_length; in session mode
+ * (or pinned) also the texts of the last few named statements, which
+ * pstmt.c does not track there. Allocates only
  * when a client first logs (or after a reload changed the sizes); never
  * per message. Must not write to sockets or change what berth relays.
  *
@@ -45,6 +47,9 @@
 /* Statements in flight per client that can be logged; more are dropped and counted. */
 #define QLOG_DEPTH 16
 #define QLOG_TAG_MAX 64
+/* Named statements whose text berth does not keep elsewhere (session mode, pinned): the last few. */
+#define QLOG_NAMED 8
+#define QLOG_NAME_MAX 64
 
 enum qlog_flags {
 	QF_TRUNCATED = 1, /* text cut at log_query_max_length (or by the arena) */
@@ -74,6 +79,13 @@ struct qlog_text {
 	bool valid;
 };
 
+/* A named statement's text, for sessions whose statements pstmt.c does not track. */
+struct qlog_named {
+	char name[QLOG_NAME_MAX]; /* "" = free */
+	struct qlog_text t;       /* text in named_text + index * text_cap */
+	uint32_t used;            /* LRU clock */
+};
+
 struct querylog {
 	uint32_t text_cap;       /* log_query_max_length when allocated */
 	uint32_t params_cap;     /* the same if log_parameters was on, else 0 */
@@ -82,7 +94,7 @@ struct querylog {
 	uint32_t n;              /* records in flight */
 	bool noted;              /* ring[(head + n) % QLOG_DEPTH] is the request noted last */
 	bool overflow;           /* the request noted last found no room: drop it at commit */
-	bool last_parse_unnamed; /* the Parse noted last was of the unnamed statement */
+	int last_parse;          /* the Parse noted last: -1 unnamed, >= 0 named[i], -2 other */
 	uint16_t next_seq;
 	int64_t parse_us;        /* when the Parse noted last was relayed */
 	int64_t last_done_us;    /* completion of the previous statement */
@@ -91,6 +103,9 @@ struct querylog {
 	struct qlog_text unnamed; /* in unnamed_buf */
 	struct qlog_text bound;   /* in bound_buf: text, then parameters */
 	struct qlog_rec ring[QLOG_DEPTH];
+	struct qlog_named *named; /* QLOG_NAMED entries, then their texts; made on first use */
+	char *named_text;
+	uint32_t named_clock;
 	char *unnamed_buf;       /* text_cap bytes */
 	char *bound_buf;         /* text_cap + params_cap bytes */
 	char *arena;             /* arena_cap bytes */
@@ -99,6 +114,8 @@ struct querylog {
 
 void querylog_free(struct querylog *ql)
 {
+	if (ql)
+		free(ql->named);
 	free(ql);
 }
 
@@ -123,7 +140,8 @@ static struct querylog *qlog_get(struct client *c, const struct config *cfg)
 	nq->bound_buf = nq->unnamed_buf + text_cap;
 	nq->arena = nq->bound_buf + text_cap + params_cap;
 	nq->next_seq = 1;
-	free(ql);
+	nq->last_parse = -2;
+	querylog_free(ql);
 	c->ql = nq;
 	return nq;
 }
@@ -446,25 +464,77 @@ static void note_query(struct querylog *ql, const uint8_t *body, size_t blen, si
 	rec_done(ql, r, start_us);
 }
 
-static void note_parse(struct querylog *ql, const uint8_t *body, size_t blen, bool whole)
+/* Does pstmt.c keep c's named statements (transaction mode, not pinned)? As client.c decides. */
+static bool qlog_shared_stmts(const struct client *c)
 {
-	if (blen < 1)
-		return;
-	ql->parse_us = stats_now_us();
-	ql->last_parse_unnamed = body[0] == 0;
-	if (body[0] != 0)
-		return; /* named: the text stays in the statement registry (pstmt.c) */
-	const char *sql = (const char *)body + 1;
-	size_t tl = strnlen(sql, blen - 1);
+	return c->pool->pool_mode == POOL_TRANSACTION &&
+	       worker_config(c->w)->max_prepared_statements > 0 && !c->pinned;
+}
+
+/* The slot for a named statement's text: its own, else a free or the least recently used one. */
+static int qlog_named_slot(struct querylog *ql, const char *name, bool add)
+{
+	int victim = -1;
+	for (int i = 0; i < QLOG_NAMED; i++) {
+		struct qlog_named *e = &ql->named[i];
+		if (strcmp(e->name, name) == 0) {
+			e->used = ++ql->named_clock;
+			return i;
+		}
+		if (victim < 0 || e->used < ql->named[victim].used)
+			victim = i;
+	}
+	if (!add)
+		return -1;
+	snprintf(ql->named[victim].name, QLOG_NAME_MAX, "%s", name);
+	ql->named[victim].used = ++ql->named_clock;
+	return victim;
+}
+
+/* Copy a statement's text (masked, truncated) into out and describe it in t. */
+static void qlog_keep_text(struct querylog *ql, struct qlog_text *t, char *out, const char *sql,
+			   size_t avail, bool whole)
+{
+	size_t tl = strnlen(sql, avail);
 	bool hide, cut;
-	struct qlog_text *t = &ql->unnamed;
-	t->text_len = (uint32_t)querylog_copy_masked(ql->unnamed_buf, ql->text_cap, sql, tl, &hide,
-						     &cut);
-	bool known = tl < blen - 1 || whole;
+	t->text_len = (uint32_t)querylog_copy_masked(out, ql->text_cap, sql, tl, &hide, &cut);
+	bool known = tl < avail || whole;
 	t->full_len = known ? (uint32_t)tl : 0;
 	t->flags = (cut || !known ? QF_TRUNCATED : 0) | (hide ? QF_HIDE : 0);
 	t->params_len = 0;
 	t->valid = true;
+}
+
+static void note_parse(struct client *c, struct querylog *ql, const uint8_t *body, size_t blen,
+		       bool whole)
+{
+	if (blen < 1)
+		return;
+	ql->parse_us = stats_now_us();
+	ql->last_parse = -2;
+	const char *name = (const char *)body;
+	size_t nl = strnlen(name, blen);
+	if (nl == blen)
+		return; /* the name is not all here: nothing to go by */
+	if (nl == 0) {
+		ql->last_parse = -1;
+		qlog_keep_text(ql, &ql->unnamed, ql->unnamed_buf, name + 1, blen - 1, whole);
+		return;
+	}
+	/* Shared statements keep their text in the registry (pstmt.c). */
+	if (qlog_shared_stmts(c) || nl >= QLOG_NAME_MAX)
+		return;
+	if (!ql->named) {
+		size_t size = QLOG_NAMED * (sizeof(struct qlog_named) + ql->text_cap);
+		ql->named = calloc(1, size);
+		if (!ql->named)
+			return;
+		ql->named_text = (char *)(ql->named + QLOG_NAMED);
+	}
+	int i = qlog_named_slot(ql, name, true);
+	qlog_keep_text(ql, &ql->named[i].t, ql->named_text + (size_t)i * ql->text_cap, name + nl + 1,
+		       blen - nl - 1, whole);
+	ql->last_parse = i;
 }
 
 static void note_bind(struct client *c, struct querylog *ql, const uint8_t *body, size_t blen)
@@ -480,6 +550,7 @@ static void note_bind(struct client *c, struct querylog *ql, const uint8_t *body
 	if (sl == rest)
 		return;
 	bool hide = false, cut = false;
+	int i;
 	if (!stmt[0]) {
 		if (!ql->unnamed.valid)
 			return;
@@ -495,8 +566,13 @@ static void note_bind(struct client *c, struct querylog *ql, const uint8_t *body
 								     tl, &hide, &cut);
 			t->full_len = (uint32_t)tl;
 			t->flags = cut ? QF_TRUNCATED : 0;
+		} else if ((i = ql->named ? qlog_named_slot(ql, stmt, false) : -1) >= 0) {
+			/* Session mode or a pinned session: the text kept at its Parse. */
+			*t = ql->named[i].t;
+			memcpy(ql->bound_buf, ql->named_text + (size_t)i * ql->text_cap, t->text_len);
+			hide = t->flags & QF_HIDE;
 		} else {
-			/* Session mode or a pinned session: the server keeps the text, berth does not. */
+			/* Prepared before query logging began, or pushed out of the last few. */
 			int n = snprintf(ql->bound_buf, ql->text_cap, "(prepared statement \"%s\")", stmt);
 			t->text_len = n < 0 ? 0 : (uint32_t)n < ql->text_cap ? (uint32_t)n : ql->text_cap;
 			t->full_len = 0;
@@ -567,7 +643,7 @@ void querylog_request(struct client *c, const struct pkt_hdr *hdr, const uint8_t
 			   hdr->total_len > PKT_HDR_LEN ? hdr->total_len - PKT_HDR_LEN - 1 : 0, start);
 		break;
 	case 'P':
-		note_parse(ql, body, blen, avail >= hdr->total_len);
+		note_parse(c, ql, body, blen, avail >= hdr->total_len);
 		break;
 	case 'B':
 		note_bind(c, ql, body, blen);
@@ -688,7 +764,8 @@ static void qlog_finish(struct client *c, struct querylog *ql, struct req *e, co
  * A Parse failed and no Execute follows it before Sync (a driver preparing a
  * statement first): the statement never runs, but its error is worth a line.
  * The text: the client's shared statement (transaction mode) by the name its
- * queue entry carries, else the unnamed statement's if that was parsed last.
+ * queue entry carries, else that of the Parse noted last (unnamed, or a
+ * named one of a session whose statements pstmt.c does not track).
  */
 static void qlog_parse_failed(struct client *c, struct querylog *ql, struct req *p,
 			      const char *code)
@@ -705,11 +782,15 @@ static void qlog_parse_failed(struct client *c, struct querylog *ql, struct req 
 		line.statement = ql->bound_buf;
 		line.statement_full_len = tl;
 		line.truncated = cut;
-	} else if (!p->msg && ql->last_parse_unnamed && ql->unnamed.valid) {
-		line.statement = ql->unnamed_buf;
-		line.statement_len = ql->unnamed.text_len;
-		line.statement_full_len = ql->unnamed.full_len;
-		line.truncated = ql->unnamed.flags & QF_TRUNCATED;
+	} else if (!p->msg && ql->last_parse >= -1) {
+		const struct qlog_text *t = ql->last_parse == -1 ? &ql->unnamed
+								: &ql->named[ql->last_parse].t;
+		line.statement = ql->last_parse == -1
+					 ? ql->unnamed_buf
+					 : ql->named_text + (size_t)ql->last_parse * ql->text_cap;
+		line.statement_len = t->text_len;
+		line.statement_full_len = t->full_len;
+		line.truncated = t->flags & QF_TRUNCATED;
 	} else {
 		line.statement = "(prepared statement)";
 		line.statement_len = strlen(line.statement);

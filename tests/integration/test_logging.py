@@ -210,6 +210,27 @@ def test_extended_psycopg(berth, prepare, fmt):
         ("CREATE TABLE %s(a int)" % table, "simple"), ("DROP TABLE %s" % table, "simple")]
 
 
+def test_session_mode_prepared(berth):
+    """Session mode passes named statements through: berth keeps the texts of the
+    last few for query lines (a failed prepare too)."""
+    b = berth("session", log_level=QUERY)
+    with b.connect(prepare_threshold=0) as c:
+        for i in range(2):
+            for k in range(10):  # more statements than berth keeps texts of
+                assert c.execute("SELECT %%s::int + %d /*s%d*/" % (k, k), [i]).fetchone() == (i + k,)
+        with pytest.raises(psycopg.errors.UndefinedTable):
+            c.execute("SELECT * FROM no_such_table WHERE a = %s /*bad*/", [1])
+    q = text_queries(b.stderr())
+    texts = ["SELECT $1::int + %d /*s%d*/" % (k, k) for k in range(10)]
+    # The second round finds the texts of the last 8 statements prepared; psycopg's
+    # first two (_pg3_0, _pg3_1) were pushed out and are shown by name.
+    again = ['(prepared statement "_pg3_0")', '(prepared statement "_pg3_1")'] + texts[2:]
+    assert [(x["stmt"], x["tag"] or x["error"]) for x in q] == [
+        (t, "SELECT 1") for t in texts + again] + [
+        ("SELECT * FROM no_such_table WHERE a = $1 /*bad*/", "42P01")]
+    assert all(x["protocol"] == "extended" for x in q)
+
+
 def test_extended_raw_pipeline(berth):
     """P/B/D/E for three statements then one Sync: one line per Execute in order;
     the second fails at Parse, the third is skipped by the server and not logged.
