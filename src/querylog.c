@@ -848,9 +848,9 @@ enum sbuf_action querylog_reply(struct client *c, struct replyq *q, const struct
 		return SB_FORWARD;
 	}
 	/* ErrorResponse. */
-	if (r->kind == REQ_FUNCTION || (r->kind == REQ_QUERY && !r->qlog) ||
-	    (r->kind == REQ_PARSE && r->qlog))
-		return SB_FORWARD;
+	if (r->kind == REQ_FUNCTION || r->kind == REQ_OWN_QUERY || r->kind == REQ_SYNTH ||
+	    (r->kind == REQ_QUERY && !r->qlog) || (r->kind == REQ_PARSE && r->qlog))
+		return SB_FORWARD; /* not a client's statement, or logged already */
 	if (!whole && small)
 		return SB_NEED_FULL;
 	char code[6];
