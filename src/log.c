@@ -220,12 +220,15 @@ static void lb_str(struct lbuf *b, const char *s)
 static void lb_fmt(struct lbuf *b, const char *fmt, ...) BERTH_PRINTF(2, 3);
 static void lb_fmt(struct lbuf *b, const char *fmt, ...)
 {
+	size_t room = b->cap - b->len;
+	if (!room)
+		return;
 	va_list ap;
 	va_start(ap, fmt);
-	int n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
+	int n = vsnprintf(b->p + b->len, room, fmt, ap);
 	va_end(ap);
 	if (n > 0)
-		b->len += (size_t)n < b->cap - b->len ? (size_t)n : b->cap - b->len - 1;
+		b->len += (size_t)n < room ? (size_t)n : room - 1;
 }
 
 /* Length of the valid UTF-8 sequence at s (1..4), 0 if s starts an invalid one. */
@@ -537,10 +540,12 @@ static void log_writer_start(void)
 
 static void log_syslog_put(unsigned bit, const char *body, size_t len)
 {
-	if (L.syslog_fd < 0) {
-		log_drop(1);
+	/*
+	 * Not connected (no /dev/log, said once at connect): not counted, or the
+	 * drop counter would only measure how much berth logs. SIGHUP retries.
+	 */
+	if (L.syslog_fd < 0)
 		return;
-	}
 	/* RFC 3164 header, as syslog(3) writes it: <PRI>Mmm dd hh:mm:ss ident[pid]: */
 	static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
 					   "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
@@ -715,7 +720,7 @@ static void log_syslog_connect(void)
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
 		int e = errno;
 		close(fd);
-		/* Said once per (re)connect, to the other sinks; lines meant for syslog are counted as dropped. */
+		/* Said once per (re)connect, to the other sinks; syslog stays off until SIGHUP retries. */
 		bool was = L.syslog_on;
 		L.syslog_on = false;
 		log_error("could not connect to syslog at %s: %s", L.syslog_path, strerror(e));

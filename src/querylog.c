@@ -42,6 +42,7 @@
 #include "pstmt.h"
 #include "replyq.h"
 #include "runtime.h"
+#include "server.h"
 #include "stats.h"
 
 /* Statements in flight per client that can be logged; more are dropped and counted. */
@@ -119,13 +120,35 @@ void querylog_free(struct querylog *ql)
 	free(ql);
 }
 
+/* Does c's server queue hold a logged statement? (Records can outlive one: see qlog_get.) */
+static bool qlog_in_flight(const struct client *c)
+{
+	if (!c->server)
+		return false;
+	struct replyq *q = &c->server->q;
+	for (uint32_t i = 0; i < q->n; i++) {
+		const struct req *e = replyq_at(q, i);
+		if (e->qlog && (e->kind == REQ_QUERY || e->kind == REQ_EXECUTE))
+			return true;
+	}
+	return false;
+}
+
 /* c's state, made (or remade after a reload changed the sizes, when nothing is in flight). */
 static struct querylog *qlog_get(struct client *c, const struct config *cfg)
 {
 	uint32_t text_cap = (uint32_t)cfg->log_query_max_length;
 	uint32_t params_cap = cfg->log_parameters ? text_cap : 0;
 	struct querylog *ql = c->ql;
-	if (ql && ((ql->text_cap == text_cap && ql->params_cap == params_cap) || ql->n > 0))
+	bool same = ql && ql->text_cap == text_cap && ql->params_cap == params_cap;
+	/*
+	 * Records whose completions were never seen (query logging was off for a
+	 * while) would fill the ring for good: forget them once nothing is in
+	 * flight. Checked only when they matter, so never on the usual path.
+	 */
+	if (ql && ql->n && (!same || ql->n == QLOG_DEPTH) && !qlog_in_flight(c))
+		ql->head = ql->n = 0;
+	if (ql && (same || ql->n > 0))
 		return ql;
 	/* Room for two statements of the longest kept size (or many short ones). */
 	uint32_t arena_cap = 2 * (text_cap + params_cap) + 256;
