@@ -17,6 +17,7 @@
 #include "sbuf.h"
 #include "scram.h"
 
+struct console;
 struct pool;
 struct querylog;
 struct server;
@@ -30,6 +31,7 @@ enum client_state {
 	CL_IDLE,       /* logged in, no server (pool active list) */
 	CL_WAITING,    /* has a request, queued for a server (pool waiting list, FIFO) */
 	CL_ACTIVE,     /* linked to a server (pool active list) */
+	CL_CONSOLE,    /* logged in to the admin console, no pool (worker console list) */
 	CL_CLOSED,     /* transient: on the worker closing list, freed after this loop pass */
 };
 
@@ -78,6 +80,7 @@ struct client {
 	const char *user;          /* login->user while logging in, then the pool's */
 	const char *database;      /* login->database while logging in, then the pool's */
 	struct client_login *login; /* startup and auth state; freed once logged in */
+	struct console *console;   /* admin console session (admin.c); NULL for pooled clients */
 	struct param_list vars;    /* GUC values this client expects on its server */
 	struct param_list startup; /* values from the startup packet: what RESET returns to */
 	bool over_limit;           /* accepted past max_client_conn: refuse after startup */

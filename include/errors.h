@@ -21,4 +21,26 @@
 #define ERR_ADMIN_SHUTDOWN "57P01"       /* berth is shutting down */
 #define ERR_INTERNAL "XX000"             /* out of memory and other internal failures */
 
+/*
+ * Admin console (virtual database berth / pgbouncer). PgBouncer answers every
+ * console error with 08P01 but a failed RELOAD; berth does the same so scripts
+ * written for PgBouncer see the same codes. Messages:
+ *   at login:  "not allowed" (user in neither admin_users nor stats_users),
+ *              "database does not allow connections: DB" (DISABLE)
+ *   commands:  "invalid command '...', use SHOW HELP;", "admin access needed",
+ *              "no such database: DB", "database DB is not paused",
+ *              "already suspended/paused", "pooler is not paused/suspended",
+ *              "pooler is shutting down", "a database is required",
+ *              "cannot pause|kill|reconnect|disable|enable|wait in admin db: DB",
+ *              "client not found", "invalid client pointer supplied",
+ *              "unknown setting: KEY", "setting KEY needs a restart",
+ *              "SET failed: key \"KEY\": why", "extended query protocol not
+ *              supported by admin console", "unsupported packet type for admin
+ *              console: T"
+ *   to others: "admin forced disconnect" (KILL_CLIENT), "database removed" (KILL)
+ */
+#define ERR_CONSOLE "08P01"
+#define ERR_CONSOLE_RELOAD "F0000"       /* RELOAD failed: "RELOAD failed: why" */
+#define ERR_CONSOLE_CANCELED "57014"     /* a waiting PAUSE/SUSPEND/WAIT_CLOSE was cancelled */
+
 #endif

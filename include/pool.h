@@ -26,6 +26,8 @@ struct database {
 	const struct db_def *def;
 	int n_servers;        /* every server of every pool of this database */
 	bool removed;         /* gone from the config on reload: drains, then is freed */
+	bool paused;          /* PAUSE db, KILL db: no server lent or opened until RESUME db */
+	bool disabled;        /* DISABLE db: new clients refused until ENABLE db */
 };
 
 struct pool {
@@ -81,5 +83,34 @@ void pool_trim(struct pool *p);
 bool pool_unused(const struct pool *p);
 /* Unlink and free an unused pool. */
 void pool_free(struct pool *p);
+
+/* ---- control (admin console) -------------------------------------------
+ * db NULL means every database. Pausing never closes a server that a client
+ * holds: it closes once released (the janitor closes idle ones), so callers
+ * poll pool_server_count() to learn when a PAUSE is complete.
+ */
+
+/* The worker's database of this name, made from the config on first use; NULL if none matches. */
+struct database *pool_find_database(struct worker *w, const char *name);
+/* No server is lent or opened: PAUSE (db or all), KILL, SUSPEND. */
+bool pool_db_paused(const struct worker *w, const struct database *db);
+void pool_pause(struct worker *w, struct database *db);
+/* Undo PAUSE/KILL of db (NULL: the PAUSE/KILL of all); waiting clients get servers again. */
+void pool_resume(struct worker *w, struct database *db);
+/* SUSPEND: pause everything (sockets are the console's business). */
+void pool_set_suspended(struct worker *w, bool on);
+/* Server connections of db still open, in any state. */
+int pool_server_count(struct worker *w, const struct database *db);
+void pool_set_disabled(struct database *db, bool disabled);
+/* KILL: pause db and drop its clients (FATAL with reason) and servers now. */
+void pool_kill(struct worker *w, struct database *db, const char *reason);
+/* KILL_CLIENT: drop the client (FATAL with reason) and close the server it held. */
+void pool_kill_client(struct client *c, const char *reason);
+/* RECONNECT: close db's servers once released (idle ones now); new ones open as needed. */
+void pool_reconnect(struct worker *w, struct database *db);
+/* Servers RECONNECT marked and still open: WAIT_CLOSE is done at 0. */
+int pool_close_needed_count(struct worker *w, const struct database *db);
+/* Janitor: close idle servers of a paused database and those RECONNECT marked. */
+void pool_close_unwanted(struct pool *p);
 
 #endif

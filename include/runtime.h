@@ -51,6 +51,8 @@ void slab_init(struct slab *sl, size_t obj_size, size_t per_block);
 /* Zeroed object, NULL on out of memory. */
 void *slab_alloc(struct slab *sl);
 void slab_free(struct slab *sl, void *obj);
+/* Objects on the freelist, ready for reuse (SHOW LISTS free_clients). */
+size_t slab_free_count(const struct slab *sl);
 void slab_destroy(struct slab *sl);
 
 struct worker {
@@ -68,6 +70,9 @@ struct worker {
 	struct list closing_clients; /* CL_CLOSED: freed after this loop iteration */
 	struct list closing_servers; /* SV_CLOSED: ditto */
 	struct list all_clients;    /* every client, for cancel lookup */
+	struct list console_clients; /* CL_CONSOLE: logged in to the admin console */
+	bool pause_all;             /* PAUSE or KILL without a database (pool.c) */
+	bool suspended;             /* SUSPEND: nothing lent, sockets read nothing new (pool.c, admin.c) */
 	struct auth_cache auth;     /* derived secrets per user */
 	struct pstmt_registry pstmts; /* distinct prepared statements, shared by all servers */
 	uint64_t next_id;           /* ids for log lines */

@@ -100,6 +100,7 @@ struct sbuf {
 	bool in_process;           /* re-entrancy guard */
 	bool want_write_only;      /* TLS: SSL_read wants the socket writable */
 	bool keep_out_buffer;      /* keep the queue's memory once empty (servers: few, busy) */
+	bool suspended;            /* SUSPEND: read nothing new until resumed (admin console) */
 };
 
 /* Set up sb on a connected non-blocking fd. Does not start reading. */
@@ -110,6 +111,11 @@ void sbuf_start(struct sbuf *sb);
 void sbuf_resume(struct sbuf *sb);
 /* Stop reading (keeps buffered bytes). */
 void sbuf_stop_reading(struct sbuf *sb);
+/*
+ * SUSPEND (on): read nothing more from the socket until called with off,
+ * whatever else asks to read; sending goes on, so buffers drain.
+ */
+void sbuf_set_suspended(struct sbuf *sb, bool on);
 /*
  * Queue bytes berth made for sb's socket (call sbuf_flush to send them now).
  * They go out after the bytes already parsed for sb from its peer and before

@@ -48,6 +48,7 @@ struct server {
 	bool release_after_flush;     /* transaction ended: back to the pool once sent */
 	bool skip_until_sync;         /* an error made the server skip requests until Sync */
 	bool stmt_cache_stale;        /* a cached plan went stale (0A000): deallocate when free */
+	bool close_needed;            /* RECONNECT: close when next released, never lend again */
 	bool own_failed;              /* berth's own query failed */
 	char own_error_code[6];       /* its SQLSTATE, passed on to the client it was for */
 	char own_error_msg[160];      /* its message */

@@ -18,6 +18,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "admin.h"
 #include "auth.h"
 #include "codec.h"
 #include "config.h"
@@ -67,6 +68,8 @@ const char *client_state_name(enum client_state st)
 		return "waiting";
 	case CL_ACTIVE:
 		return "active";
+	case CL_CONSOLE:
+		return "console";
 	case CL_CLOSED:
 		return "closed";
 	}
@@ -100,6 +103,9 @@ void client_set_state(struct client *c, enum client_state st)
 		BERTH_ASSERT(p);
 		list_append(&p->cl_waiting, &c->node);
 		c->wait_start_us = stats_now_us();
+		break;
+	case CL_CONSOLE:
+		list_append(&w->console_clients, &c->node);
 		break;
 	case CL_CLOSED:
 		list_append(&w->closing_clients, &c->node);
@@ -184,6 +190,7 @@ static void client_login_free(struct client *c)
 void client_free(struct client *c)
 {
 	client_login_free(c);
+	admin_session_free(c);
 	list_del(&c->node);
 	list_del(&c->all_node);
 	params_clear(&c->vars);
@@ -247,6 +254,8 @@ void client_accept(struct worker *w, int fd, const struct sockaddr *addr, sockle
 	sbuf_init(&c->sb, w, fd, &client_sbuf_ops, c);
 	c->sb.startup = true;
 	c->sb.max_msg = (size_t)cfg->max_packet_size;
+	if (w->suspended)
+		sbuf_set_suspended(&c->sb, true); /* SUSPEND: it waits for RESUME */
 	client_set_state(c, CL_STARTUP);
 	sbuf_start(&c->sb);
 }
@@ -283,6 +292,10 @@ static enum sbuf_action client_handle_cancel(struct client *c, const uint8_t *da
 		struct client *t = list_entry(pos, struct client, all_node);
 		if (t == c || t->cancel_pid != pid || t->cancel_key != key || t->state == CL_CLOSED)
 			continue;
+		if (t->state == CL_CONSOLE) {
+			admin_cancel(t); /* ^C on a console command that waits */
+			break;
+		}
 		/* Only a client on a server has something to cancel. */
 		if (t->server && t->server->up) {
 			if (upstream_cancel(t->server->up))
@@ -417,6 +430,11 @@ static void client_auth_failed(struct client *c)
 static void client_start_auth(struct client *c)
 {
 	const struct config *cfg = worker_config(c->w);
+	if (admin_peer_trusted(c)) {
+		/* The console user from a process of berth's own uid over the unix socket. */
+		client_login_ok(c);
+		return;
+	}
 	const struct auth_cred *cred = auth_lookup(&c->w->auth, cfg, c->user);
 
 	switch (cfg->auth_type) {
@@ -585,6 +603,20 @@ static void client_login_ok(struct client *c)
 	client_auth_request(c, AUTHREQ_OK, NULL, 0);
 	if (c->state == CL_CLOSED)
 		return;
+	if (!auth_random(&c->cancel_pid, sizeof(c->cancel_pid)) ||
+	    !auth_random(&c->cancel_key, sizeof(c->cancel_key))) {
+		client_fail(c, ERR_INTERNAL, "no random bytes");
+		return;
+	}
+	c->cancel_pid &= 0x7fffffff; /* looks like a pid: positive */
+	if (admin_is_console_db(c->database)) {
+		/* The admin console: no pool; admin.c answers everything from here on. */
+		if (admin_login(c)) {
+			client_login_free(c);
+			client_set_state(c, CL_CONSOLE);
+		}
+		return;
+	}
 	const struct db_def *def = config_find_db(cfg, c->database);
 	if (!def) {
 		client_fail(c, ERR_UNKNOWN_DATABASE, "database \"%s\" does not exist", c->database);
@@ -595,12 +627,10 @@ static void client_login_ok(struct client *c)
 		client_fail(c, ERR_INTERNAL, "out of memory");
 		return;
 	}
-	if (!auth_random(&c->cancel_pid, sizeof(c->cancel_pid)) ||
-	    !auth_random(&c->cancel_key, sizeof(c->cancel_key))) {
-		client_fail(c, ERR_INTERNAL, "no random bytes");
+	if (c->pool->db->disabled) {
+		client_fail(c, ERR_CONSOLE, "database does not allow connections: %s", c->database);
 		return;
 	}
-	c->cancel_pid &= 0x7fffffff; /* looks like a pid: positive */
 	if (c->pool->have_defaults) {
 		client_finish_login(c);
 		return;
@@ -1272,6 +1302,8 @@ static enum sbuf_action client_on_message(struct sbuf *sb, const struct pkt_hdr 
 	case CL_LOGIN_WAIT:
 	case CL_WAITING:
 		return SB_PAUSE;
+	case CL_CONSOLE:
+		return admin_on_message(c, hdr, data, avail);
 	case CL_FREE:
 	case CL_CLOSED:
 	default:

@@ -124,12 +124,15 @@ int main(int argc, char **argv)
 	rt.worker = &w;
 	if (!worker_init(&w, &rt)) {
 		log_error("could not create the event loop");
+		config_free(cfg);
 		return 1;
 	}
 	struct listener ls;
 	char err[256];
 	if (!listener_start(&ls, &w, cfg, err, sizeof(err))) {
 		log_error("could not listen: %s", err);
+		worker_shutdown(&w);
+		config_free(cfg);
 		return 1;
 	}
 	rt.listener = &ls;

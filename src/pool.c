@@ -260,6 +260,8 @@ static bool pool_evict_idle_for(struct pool *p, enum open_verdict why)
 
 void pool_maintain(struct pool *p, int64_t now_us)
 {
+	if (pool_db_paused(p->w, p->db))
+		return; /* RESUME calls again */
 	size_t connecting = list_count(&p->sv_connecting);
 	/* Walk no further than needed: many clients may wait. */
 	size_t want = list_count_upto(&p->cl_waiting, connecting + 1 + (size_t)p->pool_size);
@@ -283,6 +285,22 @@ void pool_maintain(struct pool *p, int64_t now_us)
 	}
 }
 
+/*
+ * The idle server to lend next (most recently used), or NULL. Servers that
+ * RECONNECT marked are closed on the way: only from a client's callback,
+ * never inside the server's own.
+ */
+static struct server *pool_lendable_idle(struct pool *p)
+{
+	while (!list_empty(&p->sv_idle)) {
+		struct server *s = list_entry(p->sv_idle.prev, struct server, node);
+		if (!s->close_needed)
+			return s;
+		server_close(s, "closing as marked (RECONNECT or server_lifetime)");
+	}
+	return NULL;
+}
+
 bool pool_request_server(struct pool *p, struct client *c)
 {
 	if (p->w->rt->shutdown == SHUTDOWN_WAIT_SERVERS) {
@@ -290,10 +308,14 @@ bool pool_request_server(struct pool *p, struct client *c)
 		client_fail(c, ERR_ADMIN_SHUTDOWN, "terminating connection due to administrator command");
 		return false;
 	}
-	struct list *last = p->sv_idle.prev;
+	if (pool_db_paused(p->w, p->db)) {
+		/* PAUSE: wait, as for a busy pool (query_wait_timeout still applies). */
+		client_set_state(c, CL_WAITING);
+		return false;
+	}
 	int64_t now = worker_now_us(p->w);
-	if (last != &p->sv_idle && list_empty(&p->cl_waiting)) {
-		struct server *s = list_entry(last, struct server, node);
+	struct server *s = pool_lendable_idle(p);
+	if (s && list_empty(&p->cl_waiting)) {
 		if (!server_needs_check(s, now)) {
 			client_link_server(c, s);
 			return c->state == CL_ACTIVE;
@@ -319,10 +341,15 @@ void pool_server_ready(struct pool *p, struct server *s)
 	const struct config *cfg = worker_config(p->w);
 	if (cfg->server_lifetime > 0 &&
 	    worker_now_us(p->w) - s->connect_time_us > cfg->server_lifetime) {
-		server_close(s, "server_lifetime");
+		/*
+		 * Too old: not lent again. The janitor closes it; closing here would
+		 * free its buffer under the server callback that called us.
+		 */
+		s->close_needed = true;
 		return;
 	}
-	if (list_empty(&p->cl_waiting))
+	/* Paused, or marked by RECONNECT: stays idle for the janitor to close. */
+	if (list_empty(&p->cl_waiting) || s->close_needed || pool_db_paused(p->w, p->db))
 		return;
 	struct client *c = list_entry(list_first(&p->cl_waiting), struct client, node);
 	client_link_server(c, s);
@@ -374,5 +401,218 @@ void pool_free_all(struct worker *w)
 		struct database *db = list_entry(pos, struct database, node);
 		list_del(&db->node);
 		free(db);
+	}
+}
+
+/* ---- control ---------------------------------------------------------------- */
+
+struct database *pool_find_database(struct worker *w, const char *name)
+{
+	struct list *pos, *tmp;
+	list_for_each_safe(pos, tmp, &w->databases)
+	{
+		struct database *db = list_entry(pos, struct database, node);
+		if (!db->removed && strcmp(db->name, name) == 0)
+			return db;
+	}
+	const struct db_def *def = config_find_db(worker_config(w), name);
+	return def ? database_get(w, def, name) : NULL;
+}
+
+bool pool_db_paused(const struct worker *w, const struct database *db)
+{
+	return db->paused || w->pause_all || w->suspended;
+}
+
+/* Close the servers of p that nobody holds: idle ones, and those still logging in. */
+static void pool_close_free_servers(struct pool *p, const char *reason)
+{
+	struct list *pos, *tmp;
+	list_for_each_safe(pos, tmp, &p->sv_idle)
+	{
+		server_close(list_entry(pos, struct server, node), reason);
+	}
+	list_for_each_safe(pos, tmp, &p->sv_connecting)
+	{
+		server_close(list_entry(pos, struct server, node), reason);
+	}
+}
+
+void pool_pause(struct worker *w, struct database *db)
+{
+	if (db)
+		db->paused = true;
+	else
+		w->pause_all = true;
+	struct list *pos, *tmp;
+	list_for_each_safe(pos, tmp, &w->pools)
+	{
+		struct pool *p = list_entry(pos, struct pool, node);
+		if (!db || p->db == db)
+			pool_close_free_servers(p, "PAUSE");
+	}
+}
+
+/* Let the pools of db (NULL: all) work again: lend idle servers, open new ones. */
+static void pool_wake(struct worker *w, const struct database *db)
+{
+	int64_t now = worker_now_us(w);
+	struct list *pos, *tmp;
+	list_for_each_safe(pos, tmp, &w->pools)
+	{
+		struct pool *p = list_entry(pos, struct pool, node);
+		if ((db && p->db != db) || pool_db_paused(w, p->db))
+			continue;
+		struct server *s;
+		while (!list_empty(&p->cl_waiting) && (s = pool_lendable_idle(p)) != NULL) {
+			if (!server_needs_check(s, now)) {
+				pool_server_ready(p, s);
+				continue;
+			}
+			/* Checked first; a passing check serves the waiting clients itself. */
+			if (!server_start_check(s))
+				server_close(s, "could not queue server_check_query");
+		}
+		pool_maintain(p, now);
+	}
+}
+
+void pool_resume(struct worker *w, struct database *db)
+{
+	if (db)
+		db->paused = false;
+	else
+		w->pause_all = false;
+	pool_wake(w, db);
+}
+
+void pool_set_suspended(struct worker *w, bool on)
+{
+	w->suspended = on;
+	if (!on) {
+		pool_wake(w, NULL);
+		return;
+	}
+	/* A login finishing now would start reading: those connections go, nobody holds them. */
+	struct list *pos, *tmp;
+	list_for_each_safe(pos, tmp, &w->pools)
+	{
+		struct pool *p = list_entry(pos, struct pool, node);
+		struct list *sp, *st;
+		list_for_each_safe(sp, st, &p->sv_connecting)
+		{
+			server_close(list_entry(sp, struct server, node), "SUSPEND");
+		}
+	}
+}
+
+int pool_server_count(struct worker *w, const struct database *db)
+{
+	int n = 0;
+	struct list *pos, *tmp;
+	list_for_each_safe(pos, tmp, &w->pools)
+	{
+		struct pool *p = list_entry(pos, struct pool, node);
+		if (!db || p->db == db)
+			n += p->n_servers;
+	}
+	return n;
+}
+
+void pool_set_disabled(struct database *db, bool disabled)
+{
+	db->disabled = disabled;
+}
+
+/* FATAL every client on head. */
+static void pool_fail_clients(struct list *head, const char *reason)
+{
+	struct list *pos, *tmp;
+	list_for_each_safe(pos, tmp, head)
+	{
+		client_fail(list_entry(pos, struct client, node), ERR_CONSOLE, "%s", reason);
+	}
+}
+
+void pool_kill(struct worker *w, struct database *db, const char *reason)
+{
+	pool_pause(w, db);
+	struct list *pos, *tmp;
+	list_for_each_safe(pos, tmp, &w->pools)
+	{
+		struct pool *p = list_entry(pos, struct pool, node);
+		if (db && p->db != db)
+			continue;
+		pool_fail_clients(&p->cl_active, reason);
+		pool_fail_clients(&p->cl_waiting, reason);
+		pool_fail_clients(&p->cl_login, reason);
+		struct list *lists[] = {&p->sv_active, &p->sv_resetting, &p->sv_idle,
+					&p->sv_connecting};
+		for (size_t i = 0; i < ARRAY_SIZE(lists); i++) {
+			struct list *sp, *st;
+			list_for_each_safe(sp, st, lists[i])
+			{
+				server_close(list_entry(sp, struct server, node), reason);
+			}
+		}
+	}
+}
+
+void pool_kill_client(struct client *c, const char *reason)
+{
+	struct server *s = c->server;
+	client_fail(c, ERR_CONSOLE, "%s", reason);
+	/* Its server may be back in the pool, or lent to a waiting client already: it stays. */
+	if (s && s->state != SV_CLOSED && !s->client)
+		server_close(s, reason);
+}
+
+void pool_reconnect(struct worker *w, struct database *db)
+{
+	struct list *pos, *tmp;
+	list_for_each_safe(pos, tmp, &w->pools)
+	{
+		struct pool *p = list_entry(pos, struct pool, node);
+		if (db && p->db != db)
+			continue;
+		struct list *lists[] = {&p->sv_active, &p->sv_resetting, &p->sv_connecting};
+		for (size_t i = 0; i < ARRAY_SIZE(lists); i++)
+			for (struct list *sp = lists[i]->next; sp != lists[i]; sp = sp->next)
+				list_entry(sp, struct server, node)->close_needed = true;
+		struct list *sp, *st;
+		list_for_each_safe(sp, st, &p->sv_idle)
+		{
+			server_close(list_entry(sp, struct server, node), "RECONNECT");
+		}
+	}
+}
+
+int pool_close_needed_count(struct worker *w, const struct database *db)
+{
+	int n = 0;
+	struct list *pos, *tmp;
+	list_for_each_safe(pos, tmp, &w->pools)
+	{
+		struct pool *p = list_entry(pos, struct pool, node);
+		if (db && p->db != db)
+			continue;
+		struct list *lists[] = {&p->sv_active, &p->sv_resetting, &p->sv_connecting,
+					&p->sv_idle};
+		for (size_t i = 0; i < ARRAY_SIZE(lists); i++)
+			for (struct list *sp = lists[i]->next; sp != lists[i]; sp = sp->next)
+				n += list_entry(sp, struct server, node)->close_needed;
+	}
+	return n;
+}
+
+void pool_close_unwanted(struct pool *p)
+{
+	bool paused = pool_db_paused(p->w, p->db);
+	struct list *pos, *tmp;
+	list_for_each_safe(pos, tmp, &p->sv_idle)
+	{
+		struct server *s = list_entry(pos, struct server, node);
+		if (paused || s->close_needed)
+			server_close(s, paused ? "PAUSE" : "RECONNECT");
 	}
 }

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "admin.h"
 #include "client.h"
 #include "config.h"
 #include "errors.h"
@@ -63,6 +64,14 @@ void slab_free(struct slab *sl, void *obj)
 	*(void **)obj = sl->free;
 	sl->free = obj;
 	sl->n_live--;
+}
+
+size_t slab_free_count(const struct slab *sl)
+{
+	size_t n = 0;
+	for (void *const *obj = sl->free; obj; obj = *obj)
+		n++;
+	return n;
 }
 
 void slab_destroy(struct slab *sl)
@@ -140,7 +149,7 @@ static void janitor_pool(struct pool *p, int64_t now)
 	{
 		server_check_timeouts(list_entry(pos, struct server, node), now);
 	}
-	(void)now;
+	pool_close_unwanted(p);
 	pool_trim(p);
 }
 
@@ -160,6 +169,7 @@ static void janitor_cb(evutil_socket_t fd, short what, void *arg)
 		janitor_pool(list_entry(pos, struct pool, node), now);
 	}
 	stats_maybe_roll(w, now);
+	admin_janitor(w);
 	if (w->rt->n_retired)
 		runtime_collect(w->rt);
 	if (w->rt->shutdown)
@@ -189,6 +199,7 @@ bool worker_init(struct worker *w, struct runtime *rt)
 	list_init(&w->closing_clients);
 	list_init(&w->closing_servers);
 	list_init(&w->all_clients);
+	list_init(&w->console_clients);
 	event_assign(&w->ev_reap, w->base, -1, 0, reap_cb, w);
 	event_assign(&w->ev_janitor, w->base, -1, EV_PERSIST, janitor_cb, w);
 	struct timeval tv = {.tv_sec = 0, .tv_usec = JANITOR_PERIOD_US};

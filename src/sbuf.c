@@ -94,7 +94,7 @@ static void sbuf_update_events(struct sbuf *sb)
 
 static void sbuf_enable_read(struct sbuf *sb)
 {
-	if (!sb->want_read) {
+	if (!sb->want_read && !sb->suspended) {
 		sb->want_read = true;
 		sbuf_update_events(sb);
 	}
@@ -106,6 +106,15 @@ void sbuf_stop_reading(struct sbuf *sb)
 		sb->want_read = false;
 		sbuf_update_events(sb);
 	}
+}
+
+void sbuf_set_suspended(struct sbuf *sb, bool on)
+{
+	sb->suspended = on;
+	if (on)
+		sbuf_stop_reading(sb);
+	else if (sb->fd >= 0 && !sb->blocked)
+		sbuf_enable_read(sb);
 }
 
 static void sbuf_want_write(struct sbuf *sb, bool on)

@@ -163,6 +163,7 @@ static void up_login_complete(struct upstream_conn *u)
 	event_del(&u->ev_timeout);
 	u->phase = UP_READY;
 	void *ssl = PQsslInUse(u->conn) ? PQsslStruct(u->conn, "OpenSSL") : NULL;
+	u->server->backend_pid = (uint32_t)PQbackendPID(u->conn); /* SHOW SERVERS remote_pid */
 	server_login_done(u->server, PQsocket(u->conn), ssl, &reported);
 	params_clear(&reported);
 }

@@ -491,3 +491,23 @@ def test_reload_applies_log_settings(berth, pg, tmp_path):
                                      if ln.startswith("{")))
     assert [r["statement"] for r in in_file] == ["SELECT 2 /*json*/"]
     assert "configuration reloaded" not in path.read_text().split("SELECT 2")[1]
+
+
+def test_console_set_applies_log_settings(berth, pg):
+    """SET on the admin console switches query logging and the format at once."""
+    b = berth(admin_users=pg.user, log_level="error,warn")
+    con = pgwire.Conn(b.host, b.port)
+    try:
+        con.login(pg.user, pg.password, "berth")
+        with b.connect() as c:
+            c.execute("SELECT 1 /*off*/")
+            for sql in ("SET log_level = 'error,warn,query'", "SET log_format = 'json'"):
+                rows, err = con.simple_query(sql)
+                assert err is None, err
+            c.execute("SELECT 2 /*on*/")
+    finally:
+        con.close()
+    err = b.stderr()
+    assert "/*off*/" not in err
+    q = json_queries("\n".join(ln for ln in err.splitlines() if ln.startswith("{")))
+    assert [r["statement"] for r in q] == ["SELECT 2 /*on*/"]
