@@ -101,6 +101,7 @@ static struct {
 	char syslog_ident[64];
 	const char *syslog_path;
 	enum { STDERR_DIRECT = 0, STDERR_THREAD, STDERR_STUCK } stderr_mode;
+	bool atexit_set;         /* log_atexit is registered */
 	struct log_writer wr;
 } L = {
 	.logfile_fd = -1,
@@ -518,6 +519,8 @@ static bool log_stderr_may_block(void)
 	return true;
 }
 
+static void log_atexit(void);
+
 static void log_writer_start(void)
 {
 	struct log_writer *wr = &L.wr;
@@ -536,6 +539,8 @@ static void log_writer_start(void)
 		return;
 	}
 	L.stderr_mode = STDERR_THREAD;
+	if (!L.atexit_set)
+		L.atexit_set = atexit(log_atexit) == 0;
 }
 
 static void log_syslog_put(unsigned bit, const char *body, size_t len)
@@ -802,41 +807,53 @@ void log_reopen(void)
 		log_syslog_connect();
 }
 
+/* Let the writer drain the ring (up to LOG_DRAIN_WAIT_MS), then stop it. */
+static void log_writer_stop(void)
+{
+	struct log_writer *wr = &L.wr;
+	if (L.stderr_mode != STDERR_THREAD)
+		return;
+	struct timespec deadline;
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += LOG_DRAIN_WAIT_MS / 1000;
+	deadline.tv_nsec += (long)(LOG_DRAIN_WAIT_MS % 1000) * 1000000L;
+	if (deadline.tv_nsec >= 1000000000L) {
+		deadline.tv_sec++;
+		deadline.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&wr->mu);
+	wr->stop = true;
+	pthread_cond_signal(&wr->wake);
+	while (!wr->done) {
+		if (pthread_cond_timedwait(&wr->drained, &wr->mu, &deadline) == ETIMEDOUT)
+			break;
+	}
+	bool done = wr->done;
+	pthread_mutex_unlock(&wr->mu);
+	if (done) {
+		pthread_join(wr->thread, NULL);
+		free(wr->ring);
+		*wr = (struct log_writer){.mu = wr->mu, .wake = wr->wake, .drained = wr->drained};
+		L.stderr_mode = STDERR_DIRECT;
+	} else {
+		/* Stuck in write() on a stderr nobody reads: exit ends it; later lines are dropped. */
+		L.stderr_mode = STDERR_STUCK;
+	}
+}
+
+/* An exit without log_shutdown (a failed start): the last lines still reach stderr. */
+static void log_atexit(void)
+{
+	log_writer_stop();
+}
+
 void log_shutdown(void)
 {
 	uint64_t dropped = log_dropped_count();
 	if (dropped)
 		log_warn("%llu log lines were dropped because a log sink could not keep up",
 			 (unsigned long long)dropped);
-	struct log_writer *wr = &L.wr;
-	if (L.stderr_mode == STDERR_THREAD) {
-		struct timespec deadline;
-		clock_gettime(CLOCK_REALTIME, &deadline);
-		deadline.tv_sec += LOG_DRAIN_WAIT_MS / 1000;
-		deadline.tv_nsec += (long)(LOG_DRAIN_WAIT_MS % 1000) * 1000000L;
-		if (deadline.tv_nsec >= 1000000000L) {
-			deadline.tv_sec++;
-			deadline.tv_nsec -= 1000000000L;
-		}
-		pthread_mutex_lock(&wr->mu);
-		wr->stop = true;
-		pthread_cond_signal(&wr->wake);
-		while (!wr->done) {
-			if (pthread_cond_timedwait(&wr->drained, &wr->mu, &deadline) == ETIMEDOUT)
-				break;
-		}
-		bool done = wr->done;
-		pthread_mutex_unlock(&wr->mu);
-		if (done) {
-			pthread_join(wr->thread, NULL);
-			free(wr->ring);
-			*wr = (struct log_writer){.mu = wr->mu, .wake = wr->wake, .drained = wr->drained};
-			L.stderr_mode = STDERR_DIRECT;
-		} else {
-			/* Stuck in write() on a stderr nobody reads: exit ends it; later lines are dropped. */
-			L.stderr_mode = STDERR_STUCK;
-		}
-	}
+	log_writer_stop();
 	log_close_file();
 	free(L.logfile_path);
 	L.logfile_path = NULL;
