@@ -91,6 +91,14 @@ void config_free(struct config *cfg);
 const struct db_def *config_find_db(const struct config *cfg, const char *name);
 const struct user_def *config_find_user(const struct config *cfg, const char *name);
 const struct auth_entry *config_find_auth(const struct config *cfg, const char *user);
+/*
+ * Password for logging in upstream as server_user through entry def: the
+ * entry's password=, else server_user's auth_file secret when it is a plain
+ * password (not an md5 hash or SCRAM verifier); NULL if neither (libpq may
+ * still find one in its passfile). Points into cfg: secret, never logged.
+ */
+const char *config_server_password(const struct config *cfg, const struct db_def *def,
+				   const char *server_user);
 
 /* Settings table access, for SHOW CONFIG, SET and generated docs. */
 size_t config_key_count(void);
@@ -112,6 +120,12 @@ void config_key_format(const struct config *cfg, size_t i, char *buf, size_t len
  * unchanged and err holds 'key "name": why' (the value masked for CF_SECRET).
  */
 bool config_key_set(struct config *cfg, size_t i, const char *value, char *err, size_t errlen)
+	BERTH_MUSTCHECK;
+/*
+ * Split "host:port" or "[v6addr]:port" (listen, http_listen) into a malloc'd
+ * host (if host is not NULL) and a port in 1..65535; false with err on bad input.
+ */
+bool config_parse_listen(const char *value, char **host, int *port, char *err, size_t errlen)
 	BERTH_MUSTCHECK;
 /* Whether key i has the same value in a and b (reload: log changed CF_RESTART keys). */
 bool config_key_equal(const struct config *a, const struct config *b, size_t i);

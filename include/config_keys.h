@@ -6,8 +6,9 @@
  *
  * CONFIG_KEY(name, type, default, min, max, flags, help)
  *   type:  CT_INT, CT_BOOL, CT_TIME (seconds, fractions and units accepted;
- *          stored as microseconds), CT_STRING, CT_ENUM (allowed values in
- *          enum_tables in config.c), CT_SIZE (bytes; kB/MB/GB suffixes accepted)
+ *          stored as microseconds; min is a floor in microseconds, max unused),
+ *          CT_STRING, CT_ENUM (allowed values in enum_tables in config.c),
+ *          CT_SIZE (bytes; kB/MB/GB suffixes accepted)
  *   flags: CF_RELOAD (applies on reload), CF_RESTART (needs a restart),
  *          CF_SECRET (never shown or logged)
  */
@@ -20,6 +21,8 @@ CONFIG_KEY(unix_socket_dir, CT_STRING, "", 0, 0, CF_RESTART,
 	   "Directory for the unix socket .s.PGSQL.<listen_port>; empty for none.")
 CONFIG_KEY(unix_socket_mode, CT_INT, "511", 0, 511, CF_RESTART,
 	   "Permissions of the unix socket (decimal; 511 = 0777).")
+CONFIG_KEY(http_listen, CT_STRING, "", 0, 0, CF_RESTART,
+	   "host:port (or [v6addr]:port) for the HTTP endpoints /health, /ready and /metrics; empty = off (BERTH_HTTP_LISTEN).")
 CONFIG_KEY(pool_mode, CT_ENUM, "transaction", 0, 0, CF_RELOAD,
 	   "When a server connection goes back to the pool: session or transaction.")
 CONFIG_KEY(default_pool_size, CT_INT, "20", 1, 100000, CF_RELOAD,
@@ -60,6 +63,12 @@ CONFIG_KEY(server_connect_timeout, CT_TIME, "15", 0, 0, CF_RELOAD,
 	   "Give up on a server connection attempt after this long.")
 CONFIG_KEY(server_login_retry, CT_TIME, "15", 0, 0, CF_RELOAD,
 	   "Longest wait between connection attempts after a failed server login (backoff starts at 0.25 s).")
+CONFIG_KEY(health_check_period, CT_TIME, "5", 100000, 0, CF_RELOAD,
+	   "Interval between upstream health checks (connect, SELECT 1) of each database while it answers.")
+CONFIG_KEY(health_check_timeout, CT_TIME, "2", 10000, 0, CF_RELOAD,
+	   "Limit for one health check, connection and SELECT 1 together.")
+CONFIG_KEY(health_check_backoff_max, CT_TIME, "30", 250000, 0, CF_RELOAD,
+	   "Longest interval between health checks while the upstream fails (doubling from 0.25 s, with jitter).")
 CONFIG_KEY(query_wait_timeout, CT_TIME, "120", 0, 0, CF_RELOAD,
 	   "Longest a client waits for a server connection; 0 = forever.")
 CONFIG_KEY(client_login_timeout, CT_TIME, "60", 0, 0, CF_RELOAD,

@@ -19,6 +19,7 @@
 #include "pstmt.h"
 
 struct config;
+struct health;
 struct iobuf;
 struct listener;
 
@@ -94,6 +95,7 @@ enum shutdown_mode {
 
 struct runtime {
 	struct config *cfg;    /* current config; swapped whole on reload */
+	struct health *health; /* upstream checks (health.h); NULL until started */
 	struct worker *worker; /* one loop for now */
 	char *config_path;     /* NULL in zero-file mode */
 	bool shutting_down;

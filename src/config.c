@@ -43,7 +43,7 @@ struct key_info {
 	const char *name;
 	enum config_type type;
 	const char *def;
-	int64_t min, max; /* CT_INT, CT_SIZE: inclusive bounds; CT_TIME: unused (>= 0) */
+	int64_t min, max; /* CT_INT, CT_SIZE: inclusive bounds; CT_TIME: min in us (max unused) */
 	int flags;
 	const char *help;
 	size_t offset; /* of the field in struct config */
@@ -480,6 +480,13 @@ static bool parse_listen(const char *v, char **host, int *port, char *msg, size_
 	return true;
 }
 
+static void format_time(int64_t us, char *buf, size_t len);
+
+bool config_parse_listen(const char *value, char **host, int *port, char *err, size_t errlen)
+{
+	return parse_listen(value, host, port, err, errlen);
+}
+
 /* Parse value for key i and store it in cfg; on failure cfg is unchanged. */
 static bool key_parse_set(struct config *cfg, size_t i, const char *value, char *msg, size_t len)
 {
@@ -501,6 +508,11 @@ static bool key_parse_set(struct config *cfg, size_t i, const char *value, char 
 		int64_t us = 0;
 		if (!parse_time(value, shown, &us, msg, len))
 			return false;
+		if (us < k->min) {
+			char least[32];
+			format_time(k->min, least, sizeof(least));
+			return fmt_msg(msg, len, "\"%s\" is out of range (at least %s s)", shown, least);
+		}
 		*(int64_t *)dst = us;
 		return true;
 	}
@@ -541,6 +553,9 @@ static bool key_parse_set(struct config *cfg, size_t i, const char *value, char 
 				       shown);
 	} else if (strcmp(k->name, "listen") == 0 && value[0] != '\0') {
 		if (!parse_listen(value, &host, &port, msg, len))
+			return false;
+	} else if (strcmp(k->name, "http_listen") == 0 && value[0] != '\0') {
+		if (!parse_listen(value, NULL, NULL, msg, len))
 			return false;
 	}
 	char *copy = strdup(value);
@@ -813,6 +828,17 @@ const struct db_def *config_find_db(const struct config *cfg, const char *name)
 			fallback = &cfg->dbs[i];
 	}
 	return fallback;
+}
+
+const char *config_server_password(const struct config *cfg, const struct db_def *def,
+				   const char *server_user)
+{
+	if (def->password)
+		return def->password;
+	const struct auth_entry *a = config_find_auth(cfg, server_user);
+	bool plain = a && a->secret && strncmp(a->secret, "md5", 3) != 0 &&
+		     strncmp(a->secret, "SCRAM-SHA-256$", 14) != 0;
+	return plain ? a->secret : NULL;
 }
 
 const struct user_def *config_find_user(const struct config *cfg, const char *name)
@@ -2192,6 +2218,11 @@ void config_write_doc(FILE *out)
 		fprintf(out, "| `%s` | %s", k->name, type_name(k->type));
 		if (k->type == CT_INT || k->type == CT_SIZE)
 			fprintf(out, " (%" PRId64 "..%" PRId64 ")", k->min, k->max);
+		if (k->type == CT_TIME && k->min > 0) {
+			char least[32];
+			format_time(k->min, least, sizeof(least));
+			fprintf(out, " (at least %s)", least);
+		}
 		fputs(" | ", out);
 		if (k->flags & CF_SECRET)
 			fputs("(secret)", out);

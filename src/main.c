@@ -12,6 +12,8 @@
 
 #include "build_config.h"
 #include "config.h"
+#include "health.h"
+#include "http.h"
 #include "listener.h"
 #include "log.h"
 #include "runtime.h"
@@ -148,8 +150,16 @@ int main(int argc, char **argv)
 	log_info("berth %s listening on %s:%d%s%s, pool_mode %s, %zu database(s)", PACKAGE_VERSION,
 		 cfg->listen_addr, cfg->listen_port, ls.unix_path[0] ? " and " : "", ls.unix_path,
 		 pool_mode_name(cfg->pool_mode), cfg->n_dbs);
-
-	event_base_dispatch(w.base);
+	int status = 0;
+	struct http_server *http = NULL;
+	if (!(rt.health = health_start(&w)) || !http_start(&rt, &http, err, sizeof(err))) {
+		log_error("could not start: %s", rt.health ? err : "out of memory");
+		status = 1; /* no loop; everything below is freed as after a stop */
+	} else {
+		event_base_dispatch(w.base);
+	}
+	http_stop(http); /* answered until the loop ended: the last thing before exit */
+	health_stop(rt.health);
 
 	listener_stop(&ls);
 	event_free(ev_term);
@@ -161,5 +171,5 @@ int main(int argc, char **argv)
 	log_shutdown();
 	config_free(rt.cfg);
 	libevent_global_shutdown();
-	return 0;
+	return status;
 }

@@ -14,6 +14,7 @@
 #include "admin.h"
 #include "client.h"
 #include "config.h"
+#include "health.h"
 #include "errors.h"
 #include "listener.h"
 #include "log.h"
@@ -291,6 +292,7 @@ bool runtime_reload(struct runtime *rt, char *err, size_t errlen)
 	rt->retired[rt->n_retired++] = rt->cfg;
 	rt->cfg = cfg;
 	pool_reconfigure(rt->worker, cfg);
+	health_reconfigure(rt->health);
 	runtime_collect(rt);
 	log_info("configuration reloaded%s%s", rt->config_path ? " from " : "",
 		 rt->config_path ? rt->config_path : "");

@@ -1,10 +1,11 @@
 /*
- * upstream.c - asynchronous server login through libpq. Host names are
- * resolved with evdns first and handed to libpq as hostaddr (host stays for
- * TLS verification), then PQconnectPoll is driven by socket readiness with
- * server_connect_timeout on top. Every libpq option works because the
- * connection string is libpq's own. Must not run libpq calls between the
- * socket handoff and PQfinish, except PQgetCancel for cancels.
+ * upstream.c - asynchronous upstream login through libpq, for server
+ * connections and health checks alike. Host names are resolved with evdns
+ * first and handed to libpq as hostaddr (host stays for TLS verification),
+ * then PQconnectPoll is driven by socket readiness with server_connect_timeout
+ * on top. Every libpq option works because the connection string is libpq's
+ * own. Must not run libpq calls on a server's connection between the socket
+ * handoff and PQfinish, except PQgetCancel for cancels.
  */
 #include "upstream.h"
 
@@ -50,7 +51,9 @@ enum up_phase {
 
 struct upstream_conn {
 	struct worker *w;
-	struct server *server;
+	upstream_ready_fn ready; /* outcome, to the owner: a server or a health check */
+	upstream_failed_fn failed;
+	void *arg;
 	PGconn *conn;
 	enum up_phase phase;
 	struct event ev_sock;    /* readiness of PQsocket, reassigned when it changes */
@@ -77,7 +80,7 @@ static void up_report_cb(evutil_socket_t fd, short what, void *arg)
 	struct upstream_conn *u = arg;
 	(void)fd;
 	(void)what;
-	server_login_failed(u->server, u->error);
+	u->failed(u->arg, u->error);
 }
 
 static void up_fail(struct upstream_conn *u, const char *fmt, ...)
@@ -148,24 +151,12 @@ static void up_wait(struct upstream_conn *u, PostgresPollingStatusType st)
 
 static void up_login_complete(struct upstream_conn *u)
 {
-	struct param_list reported = {0};
-	for (size_t i = 0; i < ARRAY_SIZE(reported_params); i++) {
-		const char *v = PQparameterStatus(u->conn, reported_params[i]);
-		if (v && !params_set(&reported, reported_params[i], v, true)) {
-			params_clear(&reported);
-			up_fail(u, "out of memory");
-			return;
-		}
-	}
 	if (u->ev_sock_set)
 		event_del(&u->ev_sock);
 	u->ev_sock_set = false;
 	event_del(&u->ev_timeout);
 	u->phase = UP_READY;
-	void *ssl = PQsslInUse(u->conn) ? PQsslStruct(u->conn, "OpenSSL") : NULL;
-	u->server->backend_pid = (uint32_t)PQbackendPID(u->conn); /* SHOW SERVERS remote_pid */
-	server_login_done(u->server, PQsocket(u->conn), ssl, &reported);
-	params_clear(&reported);
+	u->ready(u->arg, u); /* may finish u: touch nothing after */
 }
 
 static void up_poll(struct upstream_conn *u)
@@ -302,14 +293,16 @@ static bool up_split_hosts(struct upstream_conn *u, const char *hosts)
 	}
 }
 
-struct upstream_conn *upstream_start(struct worker *w, struct server *s,
-				     const struct upstream_login *login)
+struct upstream_conn *upstream_connect(struct worker *w, const struct upstream_login *login,
+				       upstream_ready_fn ready, upstream_failed_fn failed, void *arg)
 {
 	struct upstream_conn *u = calloc(1, sizeof(*u));
 	if (!u)
 		return NULL;
 	u->w = w;
-	u->server = s;
+	u->ready = ready;
+	u->failed = failed;
+	u->arg = arg;
 	u->phase = UP_RESOLVING;
 	event_assign(&u->ev_timeout, w->base, -1, 0, up_timeout_cb, u);
 	event_assign(&u->ev_report, w->base, -1, 0, up_report_cb, u);
@@ -317,10 +310,13 @@ struct upstream_conn *upstream_start(struct worker *w, struct server *s,
 	bool ok = true;
 	for (size_t i = 0; login->def->keywords && login->def->keywords[i]; i++)
 		ok &= kw_add(u, login->def->keywords[i], login->def->values[i]);
-	ok &= kw_add(u, "user", login->user);
+	if (login->user) /* NULL: libpq's default (PGUSER, else the OS user) */
+		ok &= kw_add(u, "user", login->user);
 	ok &= kw_add(u, "dbname", login->dbname);
 	if (login->password)
 		ok &= kw_add(u, "password", login->password);
+	if (login->application_name) /* after the entry's: libpq takes the last */
+		ok &= kw_add(u, "application_name", login->application_name);
 	if (!ok) {
 		upstream_finish(u);
 		return NULL;
@@ -371,6 +367,41 @@ struct upstream_conn *upstream_start(struct worker *w, struct server *s,
 	if (u->dns_pending == 0 && u->phase == UP_RESOLVING)
 		up_begin_libpq(u);
 	return u;
+}
+
+/* A server's login finished: hand it the socket, TLS state and what PostgreSQL reported. */
+static void up_server_ready(void *arg, struct upstream_conn *u)
+{
+	struct server *s = arg;
+	struct param_list reported = {0};
+	for (size_t i = 0; i < ARRAY_SIZE(reported_params); i++) {
+		const char *v = PQparameterStatus(u->conn, reported_params[i]);
+		if (v && !params_set(&reported, reported_params[i], v, true)) {
+			params_clear(&reported);
+			server_login_failed(s, "out of memory");
+			return;
+		}
+	}
+	void *ssl = PQsslInUse(u->conn) ? PQsslStruct(u->conn, "OpenSSL") : NULL;
+	s->backend_pid = (uint32_t)PQbackendPID(u->conn); /* SHOW SERVERS remote_pid */
+	server_login_done(s, PQsocket(u->conn), ssl, &reported);
+	params_clear(&reported);
+}
+
+static void up_server_failed(void *arg, const char *why)
+{
+	server_login_failed(arg, why);
+}
+
+struct upstream_conn *upstream_start(struct worker *w, struct server *s,
+				     const struct upstream_login *login)
+{
+	return upstream_connect(w, login, up_server_ready, up_server_failed, s);
+}
+
+struct pg_conn *upstream_pgconn(struct upstream_conn *u)
+{
+	return u->phase == UP_READY ? u->conn : NULL;
 }
 
 void upstream_finish(struct upstream_conn *u)

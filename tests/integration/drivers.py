@@ -17,7 +17,7 @@ import time
 import pytest
 
 import pgwire
-from harness import Berth
+from harness import NOT_HEALTH_CHECK, Berth
 
 JAVA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "java")
 PRISMA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "prisma")
@@ -113,7 +113,8 @@ class MaxSampler:
         with self.pg.connect() as c:
             while not self.stop.is_set():
                 n = c.execute("SELECT count(*) FROM pg_stat_activity WHERE backend_type = "
-                              "'client backend' AND usename = %s AND pid <> pg_backend_pid()",
+                              "'client backend' AND usename = %s AND pid <> pg_backend_pid()"
+                              + NOT_HEALTH_CHECK,
                               [self.usename]).fetchone()[0]
                 self.max = max(self.max, n)
                 time.sleep(0.02)

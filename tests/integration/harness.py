@@ -32,6 +32,10 @@ ALL_BERTHS = []
 LIVE_BERTHS = []
 # Strings that must never appear in any berth's stderr.
 SECRETS = set()
+# berth's upstream health checks log in with this application_name every
+# health_check_period; counts of pool connections leave them out.
+HEALTH_CHECK_APP = "berth-health"
+NOT_HEALTH_CHECK = " AND application_name <> '%s'" % HEALTH_CHECK_APP
 
 
 def free_port():
@@ -179,7 +183,7 @@ class PgServer:
         """Client backends of usename (and datname/state if given), not counting the
         connection that counts."""
         q = ("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' "
-             "AND pid <> pg_backend_pid() AND usename = %s")
+             "AND pid <> pg_backend_pid() AND usename = %s" + NOT_HEALTH_CHECK)
         args = [usename]
         if datname:
             q += " AND datname = %s"

@@ -14,6 +14,7 @@ import re
 import signal
 import subprocess
 import time
+import urllib.request
 
 import psycopg
 import pytest
@@ -415,8 +416,9 @@ def test_unread_stderr_pipe_never_blocks(pg, tmp_path):
     gets every line, and at exit the number of dropped lines."""
     port = harness.free_port()
     logfile = tmp_path / "berth.log"
+    http_port = harness.free_port()
     env = harness.zero_file_env(pg, port, log_level=QUERY, logfile=str(logfile),
-                                log_query_max_length=2000)
+                                log_query_max_length=2000, http_listen="127.0.0.1:%d" % http_port)
     penv = dict(os.environ)
     penv = {k: v for k, v in penv.items() if not k.startswith("BERTH_") or k in
             ("BERTH_BIN", "BERTH_SRCDIR")}
@@ -437,7 +439,12 @@ def test_unread_stderr_pipe_never_blocks(pg, tmp_path):
                 assert c.execute("SELECT %d /*%s*/" % (i, filler)).fetchone() == (i,)
         elapsed = time.monotonic() - t0
         assert elapsed < 30, elapsed
-        # ~3.4 MB of lines against a 64 KiB pipe and berth's 256 KiB ring: most dropped.
+        # ~1 MB of lines against a 64 KiB pipe and berth's 256 KiB ring: most dropped,
+        # and /metrics says so.
+        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % http_port, timeout=10) as r:
+            metrics = r.read().decode()
+        m = re.search(r"^berth_log_dropped_total (\d+)$", metrics, re.M)
+        assert m and int(m.group(1)) > n // 2, metrics
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(10) == 0
     finally:

@@ -341,6 +341,58 @@ static void test_time_values(void **state)
 	config_free(cfg);
 }
 
+/* http_listen is host:port or empty; health_check_* times have floors (a 0 would spin). */
+static void test_http_and_health_keys(void **state)
+{
+	(void)state;
+	struct config *cfg = load_main("");
+	assert_string_equal(cfg->http_listen, "");
+	assert_true(cfg->health_check_period == 5000000);
+	assert_true(cfg->health_check_timeout == 2000000);
+	assert_true(cfg->health_check_backoff_max == 30000000);
+	config_free(cfg);
+
+	cfg = load_main("http_listen = 127.0.0.1:9127\nhealth_check_period = 1.5\n"
+			"health_check_timeout = 250ms\nhealth_check_backoff_max = 10\n");
+	assert_string_equal(cfg->http_listen, "127.0.0.1:9127");
+	assert_true(cfg->health_check_period == 1500000);
+	assert_true(cfg->health_check_timeout == 250000);
+	assert_true(cfg->health_check_backoff_max == 10000000);
+	assert_set_ok(cfg, "http_listen", "[::1]:8080");
+	assert_set_ok(cfg, "http_listen", "*:8080");
+	assert_set_ok(cfg, "http_listen", "");
+	const char *bad_listen[] = {"nohost", "[::1]9127", "host:0", ":80", "::1:80", "h:x"};
+	for (size_t i = 0; i < sizeof(bad_listen) / sizeof(bad_listen[0]); i++)
+		assert_set_fails(cfg, "http_listen", bad_listen[i], NULL);
+	assert_set_fails(cfg, "health_check_period", "0", "at least 0.1");
+	assert_set_fails(cfg, "health_check_period", "50ms", "at least 0.1");
+	assert_set_ok(cfg, "health_check_period", "100ms");
+	assert_set_fails(cfg, "health_check_timeout", "0", "at least 0.01");
+	assert_set_ok(cfg, "health_check_timeout", "10ms");
+	assert_set_fails(cfg, "health_check_backoff_max", "0.2", "at least 0.25");
+	assert_set_ok(cfg, "health_check_backoff_max", "0.25");
+	config_free(cfg);
+
+	char *env[] = {"BERTH_AUTH_TYPE=trust", "BERTH_HTTP_LISTEN=127.0.0.1:9999",
+		       "BERTH_HEALTH_CHECK_PERIOD=2", "DATABASE_URL=postgres://u:pw@h/d", NULL};
+	cfg = load_ok(NULL, env);
+	assert_string_equal(cfg->http_listen, "127.0.0.1:9999");
+	assert_true(cfg->health_check_period == 2000000);
+	config_free(cfg);
+
+	const char *p = write_file("badhttp.ini", "[berth]\nauth_type = trust\nhttp_listen = x\n");
+	load_fails(p, NULL, ":3:", "http_listen", (char *)NULL);
+
+	char *host = NULL;
+	int port = 0;
+	char err[128];
+	assert_true(config_parse_listen("[::1]:9127", &host, &port, err, sizeof(err)));
+	assert_string_equal(host, "::1");
+	assert_int_equal(port, 9127);
+	free(host);
+	assert_false(config_parse_listen("9127", NULL, NULL, err, sizeof(err)));
+}
+
 static void test_size_values(void **state)
 {
 	(void)state;
@@ -1364,6 +1416,7 @@ int main(void)
 		cmocka_unit_test(test_int_values),
 		cmocka_unit_test(test_bool_values),
 		cmocka_unit_test(test_time_values),
+		cmocka_unit_test(test_http_and_health_keys),
 		cmocka_unit_test(test_size_values),
 		cmocka_unit_test(test_enum_values),
 		cmocka_unit_test(test_string_values),
