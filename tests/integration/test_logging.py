@@ -66,11 +66,6 @@ def stmts(lines, key="stmt"):
     return [q[key] for q in lines]
 
 
-def mark(b, text):
-    """Statements whose lines follow in b's log: an id to find them by."""
-    return "/*%s*/" % text
-
-
 def wait_for(pred, timeout=5.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
