@@ -19,6 +19,7 @@
 
 struct console;
 struct pool;
+struct querylog;
 struct server;
 struct worker;
 
@@ -94,6 +95,7 @@ struct client {
 	char *dealloc_name;        /* the statement that DEALLOCATE is for (malloc'd) */
 	uint32_t forgotten_id;     /* last statement whose failed Parse removed its name... */
 	char *forgotten_name;      /* ...and that name (malloc'd), for the server's errors about it */
+	struct querylog *ql;       /* query logging state; NULL until this client logs a statement */
 };
 
 /* Take an accepted, non-blocking socket. Refuses (after startup) past max_client_conn. */

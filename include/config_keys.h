@@ -95,6 +95,20 @@ CONFIG_KEY(log_level, CT_STRING, "error,warn", 0, 0, CF_RELOAD,
 	   "Comma list of what to log: error, warn, info, query, debug.")
 CONFIG_KEY(log_connections, CT_BOOL, "0", 0, 1, CF_RELOAD,
 	   "Log each client login and logout (at info level).")
+CONFIG_KEY(log_format, CT_ENUM, "text", 0, 0, CF_RELOAD,
+	   "Log line format: text, or json (one object per line: ts, level, pid, msg, and the fields of query lines).")
+CONFIG_KEY(logfile, CT_STRING, "", 0, 0, CF_RELOAD,
+	   "Also append log lines to this file (reopened on SIGHUP, for rotation); empty = stderr only.")
+CONFIG_KEY(syslog, CT_BOOL, "0", 0, 1, CF_RELOAD, "Also send log lines to syslog (/dev/log).")
+CONFIG_KEY(syslog_ident, CT_STRING, "berth", 0, 0, CF_RELOAD, "Program name on syslog lines.")
+CONFIG_KEY(syslog_facility, CT_STRING, "daemon", 0, 0, CF_RELOAD,
+	   "Syslog facility: auth, authpriv, daemon, user, local0 .. local7 (and the other standard names).")
+CONFIG_KEY(log_query_max_length, CT_INT, "1024", 0, 65536, CF_RELOAD,
+	   "With query in log_level: statement text (and parameters) longer than this many bytes is truncated in query lines.")
+CONFIG_KEY(log_min_duration, CT_TIME, "0", 0, 0, CF_RELOAD,
+	   "With query in log_level: log only statements at least this slow; 0 = all.")
+CONFIG_KEY(log_parameters, CT_BOOL, "0", 0, 1, CF_RELOAD,
+	   "With query in log_level: include Bind parameter values in query lines.")
 CONFIG_KEY(shutdown_timeout, CT_TIME, "30", 0, 0, CF_RELOAD,
 	   "Longest a graceful shutdown (SIGTERM, SIGINT, SHUTDOWN WAIT_FOR_...) waits before closing what is left; 0 = no limit.")
 CONFIG_KEY(stats_period, CT_TIME, "60", 0, 0, CF_RELOAD,

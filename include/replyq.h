@@ -55,6 +55,7 @@ struct req {
 	uint8_t kind;  /* enum req_kind */
 	uint8_t sub;   /* REQ_OWN_QUERY: enum own_query; REQ_SYNTH: message type;
 			* REQ_DESCRIBE_STMT: 1 once ParameterDescription came */
+	uint16_t qlog; /* REQ_QUERY/REQ_EXECUTE: its querylog record number; 0 = not logged */
 	uint32_t id;   /* shared statement id (REQ_PARSE/REQ_OWN_PARSE; 0 = unnamed) */
 	uint8_t *msg;  /* REQ_SYNTH ErrorResponse bytes (malloc'd), else NULL */
 };
@@ -100,6 +101,7 @@ BERTH_MUSTCHECK static inline bool replyq_push(struct replyq *q, uint8_t kind, u
 	struct req *r = &q->ring[(q->head + q->n) & (q->cap - 1)];
 	r->kind = kind;
 	r->sub = sub;
+	r->qlog = 0;
 	r->id = id;
 	r->msg = msg;
 	q->n++;

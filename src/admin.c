@@ -1667,12 +1667,7 @@ static enum exec_result cmd_set(struct exec *x, const char *key, const char *val
 	if (!config_key_set(x->w->rt->cfg, (size_t)i, value, err, sizeof(err)))
 		return ex_error(x, ERR_CONSOLE, "SET failed: %s", err);
 	const struct config *cfg = worker_config(x->w);
-	if (strcmp(name, "log_level") == 0) {
-		unsigned mask;
-		char bad[64];
-		if (log_parse_levels(cfg->log_level, &mask, bad, sizeof(bad)))
-			log_set_mask(mask);
-	}
+	log_configure(cfg); /* log_level, log_format, logfile, syslog*: apply at once */
 	pool_reconfigure(x->w, cfg); /* sizes and limits of the open pools, as a reload does */
 	char shown[300], tag[400];
 	config_key_format(cfg, (size_t)i, shown, sizeof(shown)); /* masks secrets */

@@ -27,6 +27,7 @@
 #include "pool.h"
 #include "runtime.h"
 #include "pstmt.h"
+#include "querylog.h"
 #include "replyq.h"
 #include "server.h"
 #include "sqlscan.h"
@@ -197,6 +198,7 @@ void client_free(struct client *c)
 	client_stmts_clear(&c->stmts, &c->w->pstmts);
 	free(c->forgotten_name);
 	free(c->dealloc_name);
+	querylog_free(c->ql);
 	c->w->n_clients--;
 	slab_free(&c->w->clients, c);
 }
@@ -1208,6 +1210,8 @@ static enum sbuf_action client_handle_request(struct client *c, const struct pkt
 		log_debug("C-%llu: server skips '%c' until Sync", (unsigned long long)c->id, t);
 		return SB_FORWARD; /* the server skips these itself: no replies to expect */
 	}
+	if (BERTH_UNLIKELY(log_enabled(LOGB_QUERY)))
+		querylog_request(c, hdr, data, avail);
 	switch (t) {
 	case 'Q': /* simple query: replies until ReadyForQuery */
 		uint8_t qsub = 0;

@@ -94,12 +94,19 @@ static const struct enum_value auth_type_values[] = {
 	{NULL, 0, NULL},
 };
 
+static const struct enum_value log_format_values[] = {
+	{"text", LOG_FORMAT_TEXT, NULL},
+	{"json", LOG_FORMAT_JSON, NULL},
+	{NULL, 0, NULL},
+};
+
 static const struct {
 	const char *key;
 	const struct enum_value *values;
 } enum_tables[] = {
 	{"pool_mode", pool_mode_values},
 	{"auth_type", auth_type_values},
+	{"log_format", log_format_values},
 };
 
 /*
@@ -115,11 +122,7 @@ struct compat_key {
 };
 
 static const struct compat_key compat_main_keys[] = {
-	{"logfile", "*", "berth logs to stderr"},
 	{"pidfile", "*", "berth writes no pid file"},
-	{"syslog", "*", "berth logs to stderr"},
-	{"syslog_ident", "*", "berth logs to stderr"},
-	{"syslog_facility", "*", "berth logs to stderr"},
 	{"verbose", "*", "use log_level"},
 	{"log_disconnections", "*", "log_connections logs logouts too"},
 	{"log_pooler_errors", "*", "not configurable in berth"},
@@ -541,6 +544,13 @@ static bool key_parse_set(struct config *cfg, size_t i, const char *value, char 
 				       "unknown level \"%s\" (use a comma list of error, warn, "
 				       "info, query, debug)",
 				       bad);
+	} else if (strcmp(k->name, "syslog_facility") == 0) {
+		int fac;
+		if (!log_parse_facility(value, &fac))
+			return fmt_msg(msg, len,
+				       "unknown facility \"%s\" (use auth, authpriv, daemon, user, "
+				       "local0 .. local7)",
+				       shown);
 	} else if (strcmp(k->name, "listen") == 0 && value[0] != '\0') {
 		if (!parse_listen(value, &host, &port, msg, len))
 			return false;

@@ -66,6 +66,7 @@ static void on_hup(evutil_socket_t sig, short what, void *arg)
 	char err[512];
 	(void)sig;
 	(void)what;
+	log_reopen(); /* a rotated logfile is reopened whatever the reload decides */
 	log_info("got SIGHUP: reloading the configuration");
 	if (!runtime_reload(rt, err, sizeof(err)))
 		return; /* runtime_reload logged why; nothing changed */
@@ -109,10 +110,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "berth: configuration error: %s\n", cerr.text);
 		return 2;
 	}
-	unsigned mask;
-	char bad[64];
-	if (log_parse_levels(cfg->log_level, &mask, bad, sizeof(bad)))
-		log_set_mask(mask);
+	log_configure(cfg);
 	for (size_t i = 0; i < cfg->n_warnings; i++)
 		log_warn("%s", cfg->warnings[i]);
 
@@ -170,6 +168,7 @@ int main(int argc, char **argv)
 	event_free(ev_hup);
 	worker_shutdown(&w);
 	runtime_free_retired(&rt);
+	log_shutdown();
 	config_free(rt.cfg);
 	libevent_global_shutdown();
 	return status;

@@ -287,7 +287,7 @@ bool runtime_reload(struct runtime *rt, char *err, size_t errlen)
 	keep_restart_keys(rt->cfg, cfg);
 	for (size_t i = 0; i < cfg->n_warnings; i++)
 		log_warn("%s", cfg->warnings[i]);
-	log_set_mask(mask);
+	log_configure(cfg); /* log_level, log_format, logfile, syslog: all reloadable */
 	/* Databases still point into the old config until they drain: retire it, free later. */
 	rt->retired[rt->n_retired++] = rt->cfg;
 	rt->cfg = cfg;

@@ -18,6 +18,7 @@
 #include "log.h"
 #include "pool.h"
 #include "pstmt.h"
+#include "querylog.h"
 #include "replyq.h"
 #include "runtime.h"
 #include "upstream.h"
@@ -181,6 +182,9 @@ bool server_push(struct server *s, enum req_kind kind, uint8_t sub, uint32_t id,
 	}
 	if (kind == REQ_PARSE || kind == REQ_OWN_PARSE)
 		s->pool->stats.server_parse_count++;
+	if (BERTH_UNLIKELY(log_enabled(LOGB_QUERY)) && (kind == REQ_QUERY || kind == REQ_EXECUTE) &&
+	    s->client)
+		replyq_at(&s->q, s->q.n - 1)->qlog = querylog_commit(s->client);
 	return true;
 }
 
@@ -950,6 +954,11 @@ static enum sbuf_action server_on_message(struct sbuf *sb, const struct pkt_hdr 
 			return SB_CLOSED;
 		}
 		r = replyq_head(&s->q);
+	}
+	if (BERTH_UNLIKELY(log_enabled(LOGB_QUERY)) && c && r) {
+		enum sbuf_action qa = querylog_reply(c, &s->q, hdr, data, avail);
+		if (qa != SB_FORWARD)
+			return qa;
 	}
 	bool own = r && (r->kind == REQ_OWN_QUERY || r->kind == REQ_OWN_PARSE ||
 			 r->kind == REQ_OWN_CLOSE);

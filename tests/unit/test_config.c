@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "log.h"
 
 static char tmpdir[64];
 
@@ -480,6 +481,60 @@ static void test_string_values(void **state)
 	load_fails(p, NULL, ":3:", "listen", (char *)NULL);
 }
 
+static void test_log_settings(void **state)
+{
+	(void)state;
+	struct config *cfg = load_main("");
+	assert_int_equal(cfg->log_format, LOG_FORMAT_TEXT);
+	assert_string_equal(cfg->logfile, "");
+	assert_false(cfg->syslog);
+	assert_string_equal(cfg->syslog_ident, "berth");
+	assert_string_equal(cfg->syslog_facility, "daemon");
+	assert_int_equal(cfg->log_query_max_length, 1024);
+	assert_true(cfg->log_min_duration == 0);
+	assert_false(cfg->log_parameters);
+	config_free(cfg);
+
+	/* PgBouncer's names in a PgBouncer file */
+	cfg = load_main("log_format = json\nlogfile = /var/log/berth.log\nsyslog = 1\n"
+			"syslog_ident = pgb\nsyslog_facility = local3\nlog_query_max_length = 80\n"
+			"log_min_duration = 250ms\nlog_parameters = on\n");
+	assert_int_equal(cfg->log_format, LOG_FORMAT_JSON);
+	assert_string_equal(cfg->logfile, "/var/log/berth.log");
+	assert_true(cfg->syslog);
+	assert_string_equal(cfg->syslog_ident, "pgb");
+	assert_string_equal(cfg->syslog_facility, "local3");
+	assert_int_equal(cfg->log_query_max_length, 80);
+	assert_true(cfg->log_min_duration == 250000);
+	assert_true(cfg->log_parameters);
+	assert_int_equal(cfg->n_warnings, 0);
+	assert_formats(cfg, "log_format", "json");
+
+	assert_set_fails(cfg, "log_format", "xml", "not one of: text, json");
+	assert_set_fails(cfg, "syslog_facility", "local9", "local9");
+	assert_set_ok(cfg, "syslog_facility", "AUTHPRIV");
+	assert_set_fails(cfg, "log_query_max_length", "-1", "out of range");
+	assert_set_fails(cfg, "log_query_max_length", "65537", "out of range");
+	assert_set_ok(cfg, "log_query_max_length", "0");
+	assert_set_fails(cfg, "log_min_duration", "soon", NULL);
+	assert_set_ok(cfg, "log_min_duration", "1.5");
+	assert_true(cfg->log_min_duration == 1500000);
+	config_free(cfg);
+
+	/* and from the environment */
+	char *env[] = {"BERTH_LOG_FORMAT=json", "BERTH_LOGFILE=/tmp/x.log", "BERTH_LOG_PARAMETERS=1",
+		       "BERTH_LOG_MIN_DURATION=10ms", "BERTH_LOG_QUERY_MAX_LENGTH=32",
+		       "BERTH_SYSLOG=yes", NULL};
+	cfg = load_ok(write_file("logenv.ini", "[berth]\nauth_type = trust\n"), env);
+	assert_int_equal(cfg->log_format, LOG_FORMAT_JSON);
+	assert_string_equal(cfg->logfile, "/tmp/x.log");
+	assert_true(cfg->log_parameters);
+	assert_true(cfg->log_min_duration == 10000);
+	assert_int_equal(cfg->log_query_max_length, 32);
+	assert_true(cfg->syslog);
+	config_free(cfg);
+}
+
 static void test_alias_pool_size(void **state)
 {
 	(void)state;
@@ -586,11 +641,12 @@ static void test_realistic_pgbouncer_file(void **state)
 	assert_non_null(other);
 	assert_string_equal(other->name, "*");
 
+	assert_string_equal(cfg->logfile, "/var/log/pgbouncer/pgbouncer.log");
 	/* the settings berth does not have are warnings naming file and line */
-	assert_int_equal(cfg->n_warnings, 7);
+	assert_int_equal(cfg->n_warnings, 6);
 	assert_true(cfg->stats_period == 60000000);
 	char want[300];
-	snprintf(want, sizeof(want), "%s:12: PgBouncer setting \"logfile\" is ignored", p);
+	snprintf(want, sizeof(want), "%s:13: PgBouncer setting \"pidfile\" is ignored", p);
 	assert_non_null(strstr(cfg->warnings[0], want));
 	config_free(cfg);
 }
@@ -1364,6 +1420,7 @@ int main(void)
 		cmocka_unit_test(test_size_values),
 		cmocka_unit_test(test_enum_values),
 		cmocka_unit_test(test_string_values),
+		cmocka_unit_test(test_log_settings),
 		cmocka_unit_test(test_alias_pool_size),
 		cmocka_unit_test(test_pgbouncer_section_and_case),
 		cmocka_unit_test(test_realistic_pgbouncer_file),
