@@ -20,9 +20,10 @@ esac
 # What configure and make need (configure requires cmocka too).
 BUILD_PKGS="build-essential autoconf automake libtool pkg-config libevent-dev libpq-dev libssl-dev
  libcmocka-dev libidn-dev"
-# What run and the tests need besides (groff-base: the man page is checked with groff).
+# What run and the tests need besides (groff-base: the man page is checked with groff;
+# curl and python3-yaml: test_docs.py runs the image's HEALTHCHECK and reads doc/deploy.md).
 TEST_PKGS="postgresql-15 postgresql-client-15 postgresql-contrib python3 python3-psycopg
- python3-pytest python3-psycopg-pool python3-asyncpg
+ python3-pytest python3-psycopg-pool python3-asyncpg python3-yaml curl
  libpostgresql-jdbc-java default-jdk-headless pgbouncer passwd util-linux groff-base nodejs npm"
 
 install_packages() {
