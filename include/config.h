@@ -103,7 +103,7 @@ enum config_type config_key_type(size_t i);
 void config_key_bounds(size_t i, int64_t *min, int64_t *max);
 /* Accepted values of CT_ENUM key i, n = 0, 1, ...; NULL past the last (refused values skipped). */
 const char *config_key_enum_value(size_t i, size_t n);
-/* Other names key i answers to (in files and as BERTH_<ALIAS>), n = 0, 1, ...; NULL past the last. */
+/* Other names key i answers to (in files, as BERTH_<ALIAS>), n = 0, 1, ...; NULL past the last. */
 const char *config_key_alias(size_t i, size_t n);
 /* "integer", "boolean", "time", "string", "enum", "size", as doc/config.md names them. */
 const char *config_type_name(enum config_type t);

@@ -67,10 +67,11 @@ static void write_settings(FILE *out)
 	      "Settings marked \\fBreload\\fR take effect on SIGHUP or the console's RELOAD,\n"
 	      "those marked \\fBrestart\\fR only when berth starts.\n"
 	      ".PP\n"
-	      "Booleans are \\fB0\\fR/\\fB1\\fR, \\fBno\\fR/\\fByes\\fR, \\fBoff\\fR/\\fBon\\fR or\n"
-	      "\\fBfalse\\fR/\\fBtrue\\fR.\n"
+	      "Booleans are \\fB0\\fR/\\fB1\\fR, \\fBno\\fR/\\fByes\\fR,\n"
+	      "\\fBoff\\fR/\\fBon\\fR or \\fBfalse\\fR/\\fBtrue\\fR.\n"
 	      "Times are seconds, fractions allowed (\\fB0.5\\fR), or a number with a unit:\n"
-	      "\\fBus\\fR, \\fBms\\fR, \\fBs\\fR, \\fBmin\\fR, \\fBh\\fR, \\fBd\\fR (\\fB250ms\\fR).\n"
+	      "\\fBus\\fR, \\fBms\\fR, \\fBs\\fR, \\fBmin\\fR, \\fBh\\fR, \\fBd\\fR\n"
+	      "(\\fB250ms\\fR).\n"
 	      "Sizes are bytes, or a number with \\fBkB\\fR, \\fBMB\\fR or \\fBGB\\fR\n"
 	      "(multiples of 1024).\n"
 	      "Integers are decimal; \\fB0777\\fR is octal and \\fB0x1F\\fR hexadecimal.\n",
@@ -108,12 +109,13 @@ static void write_settings(FILE *out)
 			fputs("\\fB", out);
 			roff_text(out, def);
 			/* a time without a unit is in seconds */
-			fputs(type == CT_TIME && strspn(def, "0123456789.") == strlen(def) ? " s\\fR" : "\\fR",
-			      out);
+			bool bare = strspn(def, "0123456789.") == strlen(def);
+			fputs(type == CT_TIME && bare ? " s\\fR" : "\\fR", out);
 		} else {
 			fputs("empty", out);
 		}
-		fprintf(out, ".\nApplies: %s.\nEnvironment: ", (flags & CF_RESTART) ? "restart" : "reload");
+		fprintf(out, ".\nApplies: %s.\nEnvironment: ",
+			(flags & CF_RESTART) ? "restart" : "reload");
 		roff_env_name(out, name);
 		const char *alias;
 		for (size_t n = 0; (alias = config_key_alias(i, n)); n++) {
@@ -161,8 +163,8 @@ void manpage_write(FILE *out)
 	      "\\fBauth_file\\fR in userlist.txt format); the environment still overrides it.\n"
 	      ".PP\n"
 	      "berth runs in the foreground and logs to standard error; \\fBlogfile\\fR and\n"
-	      "\\fBsyslog\\fR send log lines to a file or to syslog, \\fBlog_format\\fR = \\fBjson\\fR\n"
-	      "writes one JSON object per line.\n"
+	      "\\fBsyslog\\fR send log lines to a file or to syslog,\n"
+	      "\\fBlog_format\\fR = \\fBjson\\fR writes one JSON object per line.\n"
 	      ".SS Admin console\n"
 	      "The virtual database \\fBberth\\fR is the console.\n"
 	      "Users named in \\fBadmin_users\\fR may run every command, users in\n"
