@@ -71,6 +71,9 @@ struct client {
 	uint32_t cancel_key;
 	int64_t connect_time_us;
 	int64_t state_since_us;    /* when the current state began: timeouts */
+	int64_t wait_start_us;     /* precise clock: when it began waiting for a server */
+	int64_t query_start_us;    /* precise clock: first request not yet answered; 0 = none */
+	int64_t xact_start_us;     /* precise clock: the transaction's first request; 0 = none */
 	const char *user;          /* login->user while logging in, then the pool's */
 	const char *database;      /* login->database while logging in, then the pool's */
 	struct client_login *login; /* startup and auth state; freed once logged in */

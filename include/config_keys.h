@@ -82,6 +82,12 @@ CONFIG_KEY(log_level, CT_STRING, "error,warn", 0, 0, CF_RELOAD,
 	   "Comma list of what to log: error, warn, info, query, debug.")
 CONFIG_KEY(log_connections, CT_BOOL, "0", 0, 1, CF_RELOAD,
 	   "Log each client login and logout (at info level).")
+CONFIG_KEY(shutdown_timeout, CT_TIME, "30", 0, 0, CF_RELOAD,
+	   "Longest a graceful shutdown (SIGTERM, SIGINT, SHUTDOWN WAIT_FOR_...) waits before closing what is left; 0 = no limit.")
+CONFIG_KEY(stats_period, CT_TIME, "60", 0, 0, CF_RELOAD,
+	   "Period over which SHOW STATS_AVERAGES averages (and the interval it is refreshed).")
 CONFIG_KEY(tcp_keepalive, CT_BOOL, "1", 0, 1, CF_RELOAD, "Turn on TCP keepalive on client sockets.")
+CONFIG_KEY(so_reuseport, CT_BOOL, "0", 0, 1, CF_RESTART,
+	   "Set SO_REUSEPORT on TCP listen sockets, so a second berth can take over the port (upgrades) without refused connections.")
 CONFIG_KEY(listen_backlog, CT_INT, "1024", 1, 65535, CF_RESTART,
 	   "Backlog passed to listen().")

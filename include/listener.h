@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 #include "compiler.h"
 
@@ -20,7 +21,10 @@ struct evconnlistener;
 struct listener {
 	struct evconnlistener *l[LISTENER_MAX];
 	int n;
+	struct worker *w;
 	char unix_path[256]; /* to unlink on stop; empty if none */
+	dev_t unix_dev;      /* ...if the file there is still ours */
+	ino_t unix_ino;
 };
 
 /* Bind and listen on everything the config names. False with err filled on failure. */

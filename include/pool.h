@@ -14,6 +14,7 @@
 #include "stats.h"
 
 struct client;
+struct config;
 struct db_def;
 struct server;
 struct worker;
@@ -24,6 +25,7 @@ struct database {
 	char name[64];        /* client-visible name */
 	const struct db_def *def;
 	int n_servers;        /* every server of every pool of this database */
+	bool removed;         /* gone from the config on reload: drains, then is freed */
 };
 
 struct pool {
@@ -34,6 +36,7 @@ struct pool {
 	char server_user[64];       /* user logged in upstream (forced user or client user) */
 	char *server_password;      /* secret: never logged */
 	int pool_mode;              /* enum pool_mode */
+	int wanted_pool_mode;       /* from the config; taken while the pool has no clients */
 	int pool_size;
 	int min_pool_size;
 	int reserve_pool_size;
@@ -70,5 +73,13 @@ void pool_login_failed(struct pool *pool, const char *why);
 /* Make sure enough connections are being opened for waiting clients. */
 void pool_maintain(struct pool *pool, int64_t now_us);
 void pool_free_all(struct worker *w);
+/* Reload: point databases at cfg's entries (or mark them removed), retake limits. */
+void pool_reconfigure(struct worker *w, const struct config *cfg);
+/* Janitor: switch pool mode when possible, close idle servers above the limit. */
+void pool_trim(struct pool *p);
+/* No clients and no servers: a removed database's pool may be freed. */
+bool pool_unused(const struct pool *p);
+/* Unlink and free an unused pool. */
+void pool_free(struct pool *p);
 
 #endif

@@ -30,6 +30,8 @@ struct worker_stats {
 	uint64_t server_connect_failures;
 	uint64_t cancels_forwarded;
 	uint64_t big_messages;     /* slow path: message larger than pkt_buf inspected */
+	uint64_t other_bytes_in;   /* traffic not counted in a pool: logins, servers */
+	uint64_t other_bytes_out;
 };
 
 /*
@@ -74,6 +76,7 @@ struct worker {
 	size_t n_clients;           /* every client connection, any state */
 	uint32_t cancel_threads;    /* cancel helper threads running */
 	struct worker_stats stats;
+	int64_t stats_rolled_us;    /* when the last stats_period ended */
 };
 
 /* How a shutdown waits (PgBouncer 1.23+ signals; admin SHUTDOWN). */
@@ -90,6 +93,10 @@ struct runtime {
 	char *config_path;     /* NULL in zero-file mode */
 	bool shutting_down;
 	enum shutdown_mode shutdown; /* strongest mode asked for so far */
+	int64_t shutdown_deadline_us; /* shutdown_timeout: exit then whatever is left; 0 = none */
+	struct listener *listener;   /* closed when a shutdown begins */
+	struct config **retired;     /* replaced by reloads, still referenced by draining databases */
+	size_t n_retired;
 };
 
 /* Microseconds from a coarse monotonic clock (timeouts, ages; not for durations). */
@@ -107,8 +114,18 @@ void worker_shutdown(struct worker *w);
  * (file:line: key: problem; never a secret).
  */
 bool runtime_reload(struct runtime *rt, char *err, size_t errlen) BERTH_MUSTCHECK;
-/* Begin (or escalate) a shutdown; safe to call from any callback on the loop. */
+/*
+ * Begin (or escalate; never weaken) a shutdown: stop accepting, then leave
+ * the loop once what the mode waits for is over or shutdown_timeout passed.
+ * Safe to call from any callback on the loop.
+ */
 void runtime_shutdown(struct runtime *rt, enum shutdown_mode mode);
+/* Janitor: end a shutdown whose wait is over. */
+void runtime_check_shutdown(struct runtime *rt);
+/* Free draining databases and retired configs nobody uses any more. */
+void runtime_collect(struct runtime *rt);
+/* At exit: free every retired config. */
+void runtime_free_retired(struct runtime *rt);
 /* The config in force. */
 const struct config *worker_config(const struct worker *w);
 

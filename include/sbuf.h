@@ -88,6 +88,8 @@ struct sbuf {
 	struct worker *w;
 	uint64_t bytes_in;         /* received on this socket */
 	uint64_t bytes_out;        /* sent on this socket */
+	uint64_t *total_in;        /* a running total this socket's received bytes add to (never NULL) */
+	uint64_t *total_out;       /* ...and its sent bytes */
 	int64_t last_activity_us;  /* last receive (loop-cached clock) */
 	short ev_what;             /* EV_READ/EV_WRITE the event is added with now (0: not added) */
 	bool want_read;            /* reading is on (off only with a full buffer or by the owner) */
@@ -125,6 +127,8 @@ void sbuf_discard_input(struct sbuf *sb);
 void sbuf_close(struct sbuf *sb, bool keep_fd);
 /* Point a and b at each other, or unlink a (and its peer) when b is NULL. */
 void sbuf_link(struct sbuf *a, struct sbuf *b);
+/* From now on add received/sent byte counts to these totals (NULL: the worker's "other"). */
+void sbuf_count_into(struct sbuf *sb, uint64_t *total_in, uint64_t *total_out);
 
 /* Worker-side freelist of iobufs. */
 struct iobuf *iobuf_get(struct worker *w);

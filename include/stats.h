@@ -29,23 +29,38 @@ struct stats_hist {
 /* SQLSTATE classes: two characters of [0-9A-Z], 36 x 36 slots. */
 #define STATS_ERROR_CLASSES (36 * 36)
 
-/* Totals since start; the names are PgBouncer's SHOW STATS columns without total_. */
+/*
+ * Totals since start; the names are PgBouncer's SHOW STATS columns without
+ * "total_". One list, so sums, snapshots and averages cannot miss a field.
+ */
+#define STATS_COUNTERS(X)                                                                          \
+	X(server_assignment_count) /* a server was linked to a client */                          \
+	X(xact_count)              /* transactions: a client-visible ReadyForQuery 'I' */          \
+	X(query_count)             /* queries: client-visible ReadyForQuery messages */            \
+	X(received)                /* bytes from clients */                                        \
+	X(sent)                    /* bytes to clients */                                          \
+	X(xact_time_us)            /* time from a transaction's first request to its end */        \
+	X(query_time_us)           /* time from a request to its ReadyForQuery */                  \
+	X(wait_time_us)            /* time clients waited for a server */                          \
+	X(client_parse_count)      /* Parse messages from clients */                               \
+	X(server_parse_count)      /* Parse messages sent to servers (berth's own too) */          \
+	X(bind_count)              /* Bind messages from clients */                                \
+	X(errors)                  /* ErrorResponses clients got, all classes */
+
+#define STATS_DECLARE_FIELD(name) uint64_t name;
+
+/* The counters alone: a snapshot taken each stats_period. */
+struct stats_counters {
+	STATS_COUNTERS(STATS_DECLARE_FIELD)
+};
+
 struct pool_stats {
-	uint64_t server_assignment_count; /* a server was linked to a client */
-	uint64_t xact_count;              /* transactions (ReadyForQuery 'I' after a request) */
-	uint64_t query_count;             /* queries: simple Query messages and Syncs */
-	uint64_t received;                /* bytes from clients */
-	uint64_t sent;                    /* bytes to clients */
-	uint64_t xact_time_us;            /* time in transactions, client-visible */
-	uint64_t query_time_us;           /* time in queries */
-	uint64_t wait_time_us;            /* time clients waited for a server */
-	uint64_t client_parse_count;      /* Parse messages from clients */
-	uint64_t server_parse_count;      /* Parse messages sent to servers (berth's own too) */
-	uint64_t bind_count;              /* Bind messages from clients */
-	uint64_t errors;                  /* ErrorResponses clients got, all classes */
-	struct stats_hist wait_hist;      /* client wait for a server */
+	STATS_COUNTERS(STATS_DECLARE_FIELD)
+	struct stats_hist wait_hist;      /* client wait for a server, one per assignment */
 	struct stats_hist query_hist;     /* query duration */
 	uint32_t *errors_by_class;        /* NULL until the first error; STATS_ERROR_CLASSES slots */
+	struct stats_counters period_end; /* totals at the end of the last stats_period */
+	struct stats_counters period_start; /* ...and at its start: averages are the difference */
 };
 
 /* Averages over the last stats_period, per second (counts, bytes) or per item (times). */
@@ -64,5 +79,14 @@ void stats_error_class_name(int index, char out[3]);
 /* Add src into dst (SHOW STATS sums a database's pools). */
 void stats_add(struct pool_stats *dst, const struct pool_stats *src);
 void stats_free(struct pool_stats *st);
+/* Monotonic microseconds, precise (durations); the loop's timers use the coarse clock. */
+int64_t stats_now_us(void);
+/* Sum of a database's pools (errors_by_class left NULL). */
+void stats_database_totals(struct worker *w, const struct database *db, struct pool_stats *out);
+/* Averages over the last complete stats_period, for a database's pools. */
+void stats_database_averages(struct worker *w, const struct database *db,
+			     struct stats_averages *out);
+/* Timer tick: close a stats_period when due (janitor). */
+void stats_maybe_roll(struct worker *w, int64_t now_us);
 
 #endif

@@ -98,6 +98,7 @@ void client_set_state(struct client *c, enum client_state st)
 	case CL_WAITING:
 		BERTH_ASSERT(p);
 		list_append(&p->cl_waiting, &c->node);
+		c->wait_start_us = stats_now_us();
 		break;
 	case CL_CLOSED:
 		list_append(&w->closing_clients, &c->node);
@@ -128,6 +129,8 @@ static void client_send_error_va(struct client *c, const char *severity, const c
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	writer_init(&wr, buf, sizeof(buf));
 	codec_write_error(&wr, 'E', severity, sqlstate, msg);
+	if (c->pool)
+		stats_count_error(&c->pool->stats, sqlstate);
 	if (!client_send(c, &wr))
 		log_warn("C-%llu: could not queue error message", (unsigned long long)c->id);
 }
@@ -631,6 +634,7 @@ void client_finish_login(struct client *c)
 	c->user = p->user;
 	c->database = p->db->name;
 	client_login_free(c);
+	sbuf_count_into(&c->sb, &p->stats.received, &p->stats.sent);
 	client_set_state(c, CL_IDLE);
 	sbuf_start(&c->sb);
 	/* Bytes that arrived during login wait in the buffer: go on with them. */
@@ -652,6 +656,11 @@ void client_link_server(struct client *c, struct server *s)
 		return;
 	}
 	bool was_waiting = c->state == CL_WAITING;
+	struct pool_stats *st = &c->pool->stats;
+	uint64_t waited = was_waiting ? (uint64_t)(stats_now_us() - c->wait_start_us) : 0;
+	st->server_assignment_count++;
+	st->wait_time_us += waited;
+	stats_hist_add(&st->wait_hist, waited);
 	client_set_state(c, CL_ACTIVE);
 	if (was_waiting)
 		sbuf_resume(&c->sb);
@@ -735,6 +744,7 @@ static enum sbuf_action client_extended_error(struct client *c, const char *sqls
 	snprintf(msg, sizeof(msg), fmt, name);
 	writer_init(&wr, buf, sizeof(buf));
 	codec_write_error(&wr, 'E', "ERROR", sqlstate, msg);
+	stats_count_error(&c->pool->stats, sqlstate);
 	uint8_t *copy = writer_ok(&wr) ? malloc(wr.len) : NULL;
 	if (!copy) {
 		client_close(c, "out of memory");
@@ -1114,6 +1124,17 @@ oom:
 	return SB_CLOSED;
 }
 
+/*
+ * Count a message once its handling is final: NEED_FULL and FLUSH call the
+ * handler again for the same message.
+ */
+static enum sbuf_action client_count_final(uint64_t *counter, enum sbuf_action act)
+{
+	if (act == SB_FORWARD || act == SB_SKIP || act == SB_SKIP_PREFIX)
+		(*counter)++;
+	return act;
+}
+
 static enum sbuf_action client_handle_request(struct client *c, const struct pkt_hdr *hdr,
 					      const uint8_t *data, size_t avail)
 {
@@ -1138,6 +1159,11 @@ static enum sbuf_action client_handle_request(struct client *c, const struct pkt
 			return SB_CLOSED;
 	}
 	struct server *s = c->server;
+	if (!c->query_start_us) {
+		c->query_start_us = stats_now_us();
+		if (!c->xact_start_us)
+			c->xact_start_us = c->query_start_us;
+	}
 	if (t == 'S') {
 		/* Sync ends error recovery on both sides. */
 		c->skip_until_sync = false;
@@ -1154,7 +1180,6 @@ static enum sbuf_action client_handle_request(struct client *c, const struct pkt
 	}
 	switch (t) {
 	case 'Q': /* simple query: replies until ReadyForQuery */
-		c->pool->stats.query_count++;
 		uint8_t qsub = 0;
 		if (avail >= hdr->total_len) {
 			if (client_output_pending(c))
@@ -1197,12 +1222,10 @@ static enum sbuf_action client_handle_request(struct client *c, const struct pkt
 			goto oom;
 		return SB_FORWARD;
 	case 'F':
-		c->pool->stats.query_count++;
 		if (!server_push(s, REQ_FUNCTION, 0, 0, NULL))
 			goto oom;
 		return SB_FORWARD;
 	case 'E':
-		c->pool->stats.query_count++;
 		uint8_t *dname = c->deallocate_execute ? (uint8_t *)c->dealloc_name : NULL;
 		if (c->deallocate_execute)
 			c->dealloc_name = NULL;
@@ -1212,8 +1235,11 @@ static enum sbuf_action client_handle_request(struct client *c, const struct pkt
 		c->deallocate_execute = false;
 		return SB_FORWARD;
 	case 'P':
-		return client_handle_parse(c, hdr, data, avail);
+		return client_count_final(&c->pool->stats.client_parse_count,
+					  client_handle_parse(c, hdr, data, avail));
 	case 'B':
+		return client_count_final(&c->pool->stats.bind_count,
+					  client_handle_named(c, hdr, data, avail));
 	case 'D':
 		return client_handle_named(c, hdr, data, avail);
 	case 'C':

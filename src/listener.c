@@ -63,7 +63,7 @@ static bool listen_fd(struct listener *ls, struct worker *w, int fd, int backlog
 }
 
 static bool listen_tcp(struct listener *ls, struct worker *w, const char *host, int port,
-		       int backlog, char *err, size_t errlen)
+		       int backlog, bool reuseport, char *err, size_t errlen)
 {
 	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
 				 .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
@@ -83,6 +83,13 @@ static bool listen_tcp(struct listener *ls, struct worker *w, const char *host, 
 			continue;
 		int one = 1;
 		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		/* Another berth may listen on the same port: the kernel spreads new connections. */
+		if (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0) {
+			snprintf(err, errlen, "so_reuseport: %s", strerror(errno));
+			close(fd);
+			freeaddrinfo(res);
+			return false;
+		}
 		if (ai->ai_family == AF_INET6)
 			setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
 		if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
@@ -130,6 +137,11 @@ static bool listen_unix(struct listener *ls, struct worker *w, const char *dir, 
 	}
 	chmod(sun.sun_path, (mode_t)mode);
 	snprintf(ls->unix_path, sizeof(ls->unix_path), "%s", sun.sun_path);
+	struct stat st;
+	if (stat(sun.sun_path, &st) == 0) {
+		ls->unix_ino = st.st_ino;
+		ls->unix_dev = st.st_dev;
+	}
 	return listen_fd(ls, w, fd, backlog, err, errlen);
 }
 
@@ -137,6 +149,7 @@ bool listener_start(struct listener *ls, struct worker *w, const struct config *
 		    size_t errlen)
 {
 	memset(ls, 0, sizeof(*ls));
+	ls->w = w;
 	err[0] = 0;
 	const char *addrs = cfg->listen_addr ? cfg->listen_addr : "";
 	char one[256];
@@ -147,7 +160,8 @@ bool listener_start(struct listener *ls, struct worker *w, const struct config *
 		if (!m)
 			break;
 		snprintf(one, sizeof(one), "%.*s", (int)m, p);
-		if (!listen_tcp(ls, w, one, cfg->listen_port, cfg->listen_backlog, err, errlen)) {
+		if (!listen_tcp(ls, w, one, cfg->listen_port, cfg->listen_backlog, cfg->so_reuseport,
+				err, errlen)) {
 			listener_stop(ls);
 			return false;
 		}
@@ -166,13 +180,41 @@ bool listener_start(struct listener *ls, struct worker *w, const struct config *
 	return true;
 }
 
+/*
+ * Accept what already waits in the backlog: closing a listen socket resets
+ * those connections, and with so_reuseport the kernel queued them here even
+ * though another berth is ready to take the port over.
+ */
+static void drain_backlog(struct evconnlistener *l, struct worker *w)
+{
+	int fd = evconnlistener_get_fd(l);
+	for (;;) {
+		struct sockaddr_storage ss;
+		socklen_t len = sizeof(ss);
+		int c = accept4(fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (c < 0) {
+			if (errno == EINTR)
+				continue;
+			return;
+		}
+		client_accept(w, c, (struct sockaddr *)&ss, len);
+	}
+}
+
 void listener_stop(struct listener *ls)
 {
-	for (int i = 0; i < ls->n; i++)
+	for (int i = 0; i < ls->n; i++) {
+		if (ls->w)
+			drain_backlog(ls->l[i], ls->w);
 		evconnlistener_free(ls->l[i]);
+	}
 	ls->n = 0;
 	if (ls->unix_path[0]) {
-		unlink(ls->unix_path);
+		/* Unlink only our own socket file: a successor may have bound the path anew. */
+		struct stat st;
+		if (stat(ls->unix_path, &st) == 0 && st.st_ino == ls->unix_ino &&
+		    st.st_dev == ls->unix_dev)
+			unlink(ls->unix_path);
 		ls->unix_path[0] = 0;
 	}
 }

@@ -44,29 +44,31 @@ static void usage(FILE *out)
 		"start-up failure, 2 on a configuration error.\n");
 }
 
-struct signal_ctx {
-	struct runtime *rt;
-	struct worker *w;
-	struct listener *ls;
-	int stops; /* SIGTERM/SIGINT received */
-};
-
+/*
+ * Signals follow PgBouncer 1.23+, so service scripts carry over: SIGTERM
+ * waits for clients to leave, SIGINT for server connections to be
+ * released, a second SIGTERM/SIGINT or SIGQUIT exits at once.
+ */
 static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
 {
-	struct signal_ctx *ctx = arg;
+	struct runtime *rt = arg;
 	(void)what;
-	ctx->stops++;
-	log_info("got signal %d, shutting down", (int)sig);
-	ctx->rt->shutting_down = true;
-	event_base_loopexit(ctx->w->base, NULL);
+	enum shutdown_mode mode = sig == SIGTERM ? SHUTDOWN_WAIT_CLIENTS : SHUTDOWN_WAIT_SERVERS;
+	if (sig == SIGQUIT || rt->shutdown != SHUTDOWN_NONE)
+		mode = SHUTDOWN_IMMEDIATE;
+	log_info("got signal %d (%s)", (int)sig, strsignal((int)sig));
+	runtime_shutdown(rt, mode);
 }
 
 static void on_hup(evutil_socket_t sig, short what, void *arg)
 {
+	struct runtime *rt = arg;
+	char err[512];
 	(void)sig;
 	(void)what;
-	(void)arg;
-	log_warn("SIGHUP: configuration reload is not supported yet; restart berth to apply changes");
+	log_info("got SIGHUP: reloading the configuration");
+	if (!runtime_reload(rt, err, sizeof(err)))
+		return; /* runtime_reload logged why; nothing changed */
 }
 
 int main(int argc, char **argv)
@@ -138,12 +140,14 @@ int main(int argc, char **argv)
 		log_error("could not listen: %s", err);
 		return 1;
 	}
-	struct signal_ctx sctx = {.rt = &rt, .w = &w, .ls = &ls};
-	struct event *ev_term = evsignal_new(w.base, SIGTERM, on_stop_signal, &sctx);
-	struct event *ev_int = evsignal_new(w.base, SIGINT, on_stop_signal, &sctx);
-	struct event *ev_hup = evsignal_new(w.base, SIGHUP, on_hup, &sctx);
+	rt.listener = &ls;
+	struct event *ev_term = evsignal_new(w.base, SIGTERM, on_stop_signal, &rt);
+	struct event *ev_int = evsignal_new(w.base, SIGINT, on_stop_signal, &rt);
+	struct event *ev_quit = evsignal_new(w.base, SIGQUIT, on_stop_signal, &rt);
+	struct event *ev_hup = evsignal_new(w.base, SIGHUP, on_hup, &rt);
 	event_add(ev_term, NULL);
 	event_add(ev_int, NULL);
+	event_add(ev_quit, NULL);
 	event_add(ev_hup, NULL);
 
 	log_info("berth %s listening on %s:%d%s%s, pool_mode %s, %zu database(s)", PACKAGE_VERSION,
@@ -155,9 +159,11 @@ int main(int argc, char **argv)
 	listener_stop(&ls);
 	event_free(ev_term);
 	event_free(ev_int);
+	event_free(ev_quit);
 	event_free(ev_hup);
 	worker_shutdown(&w);
-	config_free(cfg);
+	runtime_free_retired(&rt);
+	config_free(rt.cfg);
 	libevent_global_shutdown();
 	return 0;
 }

@@ -44,6 +44,111 @@ static int pick(int specific, int global)
 	return specific >= 0 ? specific : global;
 }
 
+static void pool_set_password(struct pool *p, const char *pw)
+{
+	if (p->server_password) {
+		explicit_bzero(p->server_password, strlen(p->server_password));
+		free(p->server_password);
+	}
+	p->server_password = pw ? strdup(pw) : NULL;
+}
+
+/*
+ * Take the pool's limits, upstream user and password from cfg (creation and
+ * reload). The pool mode only becomes wanted_pool_mode: a pool switches
+ * modes while it has no clients, never under a session in progress.
+ */
+static void pool_apply_config(struct pool *p, const struct config *cfg)
+{
+	const struct db_def *def = p->db->def;
+	const char *server_user = def->forced_user ? def->forced_user : p->user;
+	snprintf(p->server_user, sizeof(p->server_user), "%s", server_user);
+	if (def->password) {
+		pool_set_password(p, def->password);
+	} else {
+		/* The client's own password from auth_file, when it is a plain one. */
+		const struct auth_entry *a = config_find_auth(cfg, server_user);
+		bool plain = a && a->secret && strncmp(a->secret, "md5", 3) != 0 &&
+			     strncmp(a->secret, "SCRAM-SHA-256$", 14) != 0;
+		pool_set_password(p, plain ? a->secret : NULL);
+	}
+	const struct user_def *ud = config_find_user(cfg, p->user);
+	p->wanted_pool_mode = pick(ud ? ud->pool_mode : -1, pick(def->pool_mode, cfg->pool_mode));
+	p->pool_size = pick(ud ? ud->pool_size : -1, pick(def->pool_size, cfg->default_pool_size));
+	p->min_pool_size = pick(def->min_pool_size, cfg->min_pool_size);
+	p->reserve_pool_size = pick(def->reserve_pool_size, cfg->reserve_pool_size);
+	p->max_db_connections = pick(def->max_db_connections, cfg->max_db_connections);
+	p->max_user_connections = pick(ud ? ud->max_user_connections : -1, cfg->max_user_connections);
+}
+
+static bool pool_has_clients(const struct pool *p)
+{
+	return !list_empty(&p->cl_login) || !list_empty(&p->cl_active) ||
+	       !list_empty(&p->cl_waiting);
+}
+
+void pool_reconfigure(struct worker *w, const struct config *cfg)
+{
+	struct list *pos, *tmp;
+	list_for_each_safe(pos, tmp, &w->databases)
+	{
+		struct database *db = list_entry(pos, struct database, node);
+		const struct db_def *def = config_find_db(cfg, db->name);
+		/* A database now served by another entry ("*" vs its own) counts as removed. */
+		bool same_entry = def && strcmp(def->name, db->def->name) == 0;
+		db->removed = !same_entry;
+		if (same_entry)
+			db->def = def;
+		else
+			log_info("database %s: removed from the configuration, draining", db->name);
+	}
+	list_for_each_safe(pos, tmp, &w->pools)
+	{
+		struct pool *p = list_entry(pos, struct pool, node);
+		if (!p->db->removed)
+			pool_apply_config(p, cfg);
+		pool_trim(p);
+	}
+}
+
+void pool_trim(struct pool *p)
+{
+	int64_t now = worker_now_us(p->w);
+	if (p->pool_mode != p->wanted_pool_mode && !pool_has_clients(p)) {
+		/* Servers set up for the old mode may hold session state: start afresh. */
+		log_info("pool %s/%s: pool_mode %s -> %s", p->db->name, p->user,
+			 pool_mode_name(p->pool_mode), pool_mode_name(p->wanted_pool_mode));
+		p->pool_mode = p->wanted_pool_mode;
+		struct list *pos, *tmp;
+		list_for_each_safe(pos, tmp, &p->sv_idle)
+		{
+			server_close(list_entry(pos, struct server, node), "pool_mode changed");
+		}
+	}
+	/* Above pool_size (a reload shrank it, or a removed database): close idle ones. */
+	int keep = p->db->removed ? 0 : p->pool_size;
+	while (p->n_servers > keep && !list_empty(&p->sv_idle))
+		server_close(list_entry(list_first(&p->sv_idle), struct server, node),
+			     p->db->removed ? "database removed from the configuration"
+					    : "pool_size reduced");
+	if (!p->db->removed)
+		pool_maintain(p, now);
+}
+
+bool pool_unused(const struct pool *p)
+{
+	return !pool_has_clients(p) && p->n_servers == 0;
+}
+
+void pool_free(struct pool *p)
+{
+	list_del(&p->node);
+	params_clear(&p->defaults);
+	stats_free(&p->stats);
+	pool_set_password(p, NULL);
+	free(p);
+}
+
 struct pool *pool_get(struct worker *w, const struct db_def *def, const char *dbname,
 		      const char *user)
 {
@@ -65,24 +170,8 @@ struct pool *pool_get(struct worker *w, const struct db_def *def, const char *db
 	p->w = w;
 	p->db = db;
 	snprintf(p->user, sizeof(p->user), "%s", user);
-	const char *server_user = def->forced_user ? def->forced_user : user;
-	snprintf(p->server_user, sizeof(p->server_user), "%s", server_user);
-	if (def->password) {
-		p->server_password = strdup(def->password);
-	} else {
-		/* The client's own password from auth_file, when it is a plain one. */
-		const struct auth_entry *a = config_find_auth(cfg, server_user);
-		if (a && a->secret && strncmp(a->secret, "md5", 3) != 0 &&
-		    strncmp(a->secret, "SCRAM-SHA-256$", 14) != 0)
-			p->server_password = strdup(a->secret);
-	}
-	const struct user_def *ud = config_find_user(cfg, user);
-	p->pool_mode = pick(ud ? ud->pool_mode : -1, pick(def->pool_mode, cfg->pool_mode));
-	p->pool_size = pick(ud ? ud->pool_size : -1, pick(def->pool_size, cfg->default_pool_size));
-	p->min_pool_size = pick(def->min_pool_size, cfg->min_pool_size);
-	p->reserve_pool_size = pick(def->reserve_pool_size, cfg->reserve_pool_size);
-	p->max_db_connections = pick(def->max_db_connections, cfg->max_db_connections);
-	p->max_user_connections = pick(ud ? ud->max_user_connections : -1, cfg->max_user_connections);
+	pool_apply_config(p, cfg);
+	p->pool_mode = p->wanted_pool_mode;
 	list_init(&p->cl_login);
 	list_init(&p->cl_active);
 	list_init(&p->cl_waiting);
@@ -196,6 +285,11 @@ void pool_maintain(struct pool *p, int64_t now_us)
 
 bool pool_request_server(struct pool *p, struct client *c)
 {
+	if (p->w->rt->shutdown == SHUTDOWN_WAIT_SERVERS) {
+		/* SIGINT: servers are being released for good; none is lent again. */
+		client_fail(c, ERR_ADMIN_SHUTDOWN, "terminating connection due to administrator command");
+		return false;
+	}
 	struct list *last = p->sv_idle.prev;
 	if (last != &p->sv_idle && list_empty(&p->cl_waiting)) {
 		struct server *s = list_entry(last, struct server, node);
@@ -268,13 +362,7 @@ void pool_free_all(struct worker *w)
 	struct list *pos, *tmp;
 	list_for_each_safe(pos, tmp, &w->pools)
 	{
-		struct pool *p = list_entry(pos, struct pool, node);
-		list_del(&p->node);
-		params_clear(&p->defaults);
-		if (p->server_password)
-			explicit_bzero(p->server_password, strlen(p->server_password));
-		free(p->server_password);
-		free(p);
+		pool_free(list_entry(pos, struct pool, node));
 	}
 	list_for_each_safe(pos, tmp, &w->databases)
 	{

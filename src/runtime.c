@@ -13,10 +13,13 @@
 
 #include "client.h"
 #include "config.h"
+#include "errors.h"
+#include "listener.h"
 #include "log.h"
 #include "pool.h"
 #include "sbuf.h"
 #include "server.h"
+#include "stats.h"
 
 /* Timeout granularity: query_wait_timeout etc. fire within this of their due time. */
 #define JANITOR_PERIOD_US 100000
@@ -133,7 +136,8 @@ static void janitor_pool(struct pool *p, int64_t now)
 	{
 		server_check_timeouts(list_entry(pos, struct server, node), now);
 	}
-	pool_maintain(p, now);
+	(void)now;
+	pool_trim(p);
 }
 
 static void janitor_cb(evutil_socket_t fd, short what, void *arg)
@@ -151,6 +155,11 @@ static void janitor_cb(evutil_socket_t fd, short what, void *arg)
 	{
 		janitor_pool(list_entry(pos, struct pool, node), now);
 	}
+	stats_maybe_roll(w, now);
+	if (w->rt->n_retired)
+		runtime_collect(w->rt);
+	if (w->rt->shutdown)
+		runtime_check_shutdown(w->rt);
 }
 
 bool worker_init(struct worker *w, struct runtime *rt)
@@ -218,17 +227,194 @@ void worker_shutdown(struct worker *w)
 	event_base_free(w->base);
 }
 
+extern char **environ;
+
+/* Keep the running value of every restart-only key that the new file changes. */
+static void keep_restart_keys(const struct config *old, struct config *cfg)
+{
+	for (size_t i = 0; i < config_key_count(); i++) {
+		if (!(config_key_flags(i) & CF_RESTART) || config_key_equal(old, cfg, i))
+			continue;
+		char val[512], err[256];
+		config_key_format(old, i, val, sizeof(val));
+		if (config_key_set(cfg, i, val, err, sizeof(err)))
+			log_warn("reload: %s changed; it applies only after a restart", config_key_name(i));
+		else
+			log_warn("reload: %s changed and could not be kept: %s", config_key_name(i), err);
+	}
+}
+
 bool runtime_reload(struct runtime *rt, char *err, size_t errlen)
 {
-	(void)rt;
-	snprintf(err, errlen, "configuration reload is not supported yet"); /* TODO(#5) */
+	struct config_error cerr;
+	struct config *cfg = config_load(rt->config_path, environ, &cerr);
+	if (!cfg) {
+		snprintf(err, errlen, "%s", cerr.text);
+		log_error("reload failed, configuration unchanged: %s", cerr.text);
+		return false;
+	}
+	unsigned mask;
+	char bad[64];
+	if (!log_parse_levels(cfg->log_level, &mask, bad, sizeof(bad))) {
+		/* config_load validated it; kept as a guard */
+		snprintf(err, errlen, "log_level: unknown level \"%s\"", bad);
+		config_free(cfg);
+		return false;
+	}
+	struct config **more = realloc(rt->retired, (rt->n_retired + 1) * sizeof(*more));
+	if (!more) {
+		snprintf(err, errlen, "out of memory");
+		config_free(cfg);
+		return false;
+	}
+	rt->retired = more;
+	keep_restart_keys(rt->cfg, cfg);
+	for (size_t i = 0; i < cfg->n_warnings; i++)
+		log_warn("%s", cfg->warnings[i]);
+	log_set_mask(mask);
+	/* Databases still point into the old config until they drain: retire it, free later. */
+	rt->retired[rt->n_retired++] = rt->cfg;
+	rt->cfg = cfg;
+	pool_reconfigure(rt->worker, cfg);
+	runtime_collect(rt);
+	log_info("configuration reloaded%s%s", rt->config_path ? " from " : "",
+		 rt->config_path ? rt->config_path : "");
+	return true;
+}
+
+static bool database_has_pools(struct worker *w, const struct database *db)
+{
+	struct list *pos, *tmp;
+	list_for_each_safe(pos, tmp, &w->pools)
+	{
+		if (list_entry(pos, struct pool, node)->db == db)
+			return true;
+	}
 	return false;
+}
+
+static bool config_owns_def(const struct config *cfg, const struct db_def *def)
+{
+	return def >= cfg->dbs && def < cfg->dbs + cfg->n_dbs;
+}
+
+void runtime_collect(struct runtime *rt)
+{
+	struct worker *w = rt->worker;
+	struct list *pos, *tmp;
+	list_for_each_safe(pos, tmp, &w->pools)
+	{
+		struct pool *p = list_entry(pos, struct pool, node);
+		if (p->db->removed && pool_unused(p))
+			pool_free(p);
+	}
+	list_for_each_safe(pos, tmp, &w->databases)
+	{
+		struct database *db = list_entry(pos, struct database, node);
+		if (db->removed && db->n_servers == 0 && !database_has_pools(w, db)) {
+			list_del(&db->node);
+			free(db);
+		}
+	}
+	size_t kept = 0;
+	for (size_t i = 0; i < rt->n_retired; i++) {
+		bool used = false;
+		list_for_each_safe(pos, tmp, &w->databases)
+		{
+			struct database *db = list_entry(pos, struct database, node);
+			used = used || config_owns_def(rt->retired[i], db->def);
+		}
+		if (used)
+			rt->retired[kept++] = rt->retired[i];
+		else
+			config_free(rt->retired[i]);
+	}
+	rt->n_retired = kept;
+}
+
+void runtime_free_retired(struct runtime *rt)
+{
+	for (size_t i = 0; i < rt->n_retired; i++)
+		config_free(rt->retired[i]);
+	free(rt->retired);
+	rt->retired = NULL;
+	rt->n_retired = 0;
+}
+
+/* Tell every client why it goes (57P01, as PostgreSQL's own shutdown does). */
+static void fail_all_clients(struct worker *w)
+{
+	struct list *pos, *tmp;
+	list_for_each_safe(pos, tmp, &w->all_clients)
+	{
+		struct client *c = list_entry(pos, struct client, all_node);
+		if (c->state != CL_CLOSED)
+			client_fail(c, ERR_ADMIN_SHUTDOWN,
+				    "terminating connection due to administrator command");
+	}
+}
+
+static bool servers_in_use(struct worker *w)
+{
+	struct list *pos, *tmp;
+	list_for_each_safe(pos, tmp, &w->pools)
+	{
+		if (!list_empty(&list_entry(pos, struct pool, node)->sv_active))
+			return true;
+	}
+	return false;
+}
+
+static void runtime_finish(struct runtime *rt, const char *why)
+{
+	log_info("shutting down: %s", why);
+	fail_all_clients(rt->worker);
+	event_base_loopexit(rt->worker->base, NULL);
+}
+
+void runtime_check_shutdown(struct runtime *rt)
+{
+	struct worker *w = rt->worker;
+	switch (rt->shutdown) {
+	case SHUTDOWN_NONE:
+		return;
+	case SHUTDOWN_WAIT_CLIENTS:
+		if (w->n_clients == 0) {
+			runtime_finish(rt, "no clients left");
+			return;
+		}
+		break;
+	case SHUTDOWN_WAIT_SERVERS:
+		if (!servers_in_use(w)) {
+			runtime_finish(rt, "no server connection in use");
+			return;
+		}
+		break;
+	case SHUTDOWN_IMMEDIATE:
+		runtime_finish(rt, "immediate");
+		return;
+	}
+	if (rt->shutdown_deadline_us && worker_now_us(w) >= rt->shutdown_deadline_us)
+		runtime_finish(rt, "shutdown_timeout reached");
 }
 
 void runtime_shutdown(struct runtime *rt, enum shutdown_mode mode)
 {
-	if (mode > rt->shutdown)
-		rt->shutdown = mode;
+	if (mode <= rt->shutdown)
+		return;
+	bool first = rt->shutdown == SHUTDOWN_NONE;
+	rt->shutdown = mode;
 	rt->shutting_down = true;
-	event_base_loopexit(rt->worker->base, NULL);
+	if (first && mode != SHUTDOWN_IMMEDIATE) {
+		int64_t limit = worker_config(rt->worker)->shutdown_timeout;
+		rt->shutdown_deadline_us = limit > 0 ? worker_now_us(rt->worker) + limit : 0;
+		log_info("shutting down: %s (up to %.1f s)",
+			 mode == SHUTDOWN_WAIT_CLIENTS ? "no new connections, waiting for clients to leave"
+						       : "waiting for server connections to be released",
+			 (double)limit / 1e6);
+	}
+	/* Stop accepting (a second berth on the port with so_reuseport takes over). */
+	if (rt->listener)
+		listener_stop(rt->listener);
+	runtime_check_shutdown(rt);
 }

@@ -63,6 +63,14 @@ void sbuf_init(struct sbuf *sb, struct worker *w, int fd, const struct sbuf_ops 
 	sb->owner = owner;
 	sb->w = w;
 	sb->max_msg = (size_t)INT32_MAX;
+	sb->total_in = &w->stats.other_bytes_in;
+	sb->total_out = &w->stats.other_bytes_out;
+}
+
+void sbuf_count_into(struct sbuf *sb, uint64_t *total_in, uint64_t *total_out)
+{
+	sb->total_in = total_in ? total_in : &sb->w->stats.other_bytes_in;
+	sb->total_out = total_out ? total_out : &sb->w->stats.other_bytes_out;
 }
 
 /*
@@ -213,6 +221,7 @@ static bool sbuf_flush_out(struct sbuf *dst, bool *failed)
 			return false;
 		o->sent += (size_t)n;
 		dst->bytes_out += (uint64_t)n;
+		*dst->total_out += (uint64_t)n;
 	}
 	o->len = o->sent = 0;
 	if (!dst->keep_out_buffer && o->data) {
@@ -272,6 +281,7 @@ static bool sbuf_send_pending(struct sbuf *src)
 			goto blocked;
 		}
 		dst->bytes_out += (uint64_t)n;
+		*dst->total_out += (uint64_t)n;
 		size_t took = (size_t)n < olen ? (size_t)n : olen;
 		o->sent += took;
 		io->sent += (size_t)n - took;
@@ -296,6 +306,7 @@ static bool sbuf_send_pending(struct sbuf *src)
 			goto blocked;
 		io->sent += (size_t)n;
 		dst->bytes_out += (uint64_t)n;
+		*dst->total_out += (uint64_t)n;
 	}
 	return true;
 
@@ -628,6 +639,7 @@ static void sbuf_on_readable(struct sbuf *sb)
 		}
 		io->recv += (size_t)n;
 		sb->bytes_in += (uint64_t)n;
+		*sb->total_in += (uint64_t)n;
 		sb->last_activity_us = worker_now_us(sb->w);
 		sbuf_process(sb);
 		if (sb->fd < 0 || sb->paused || sb->blocked || !sb->want_read)

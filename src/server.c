@@ -179,6 +179,8 @@ bool server_push(struct server *s, enum req_kind kind, uint8_t sub, uint32_t id,
 		free(msg);
 		return false;
 	}
+	if (kind == REQ_PARSE || kind == REQ_OWN_PARSE)
+		s->pool->stats.server_parse_count++;
 	return true;
 }
 
@@ -664,6 +666,16 @@ static void server_undo_parse(struct server *s, const struct req *r)
  * Returns SB_SKIP if a rewritten copy was queued, SB_FORWARD to forward the
  * original, SB_FLUSH if earlier replies must leave first.
  */
+/* Count an ErrorResponse the client gets from the server. */
+static void server_count_error(struct server *s, const struct pkt_hdr *hdr, const uint8_t *data,
+			       size_t avail)
+{
+	char code[6] = "XX000"; /* larger than the buffer: not read */
+	if (avail >= hdr->total_len)
+		(void)codec_error_sqlstate(data + PKT_HDR_LEN, hdr->total_len - PKT_HDR_LEN, code);
+	stats_count_error(&s->pool->stats, code);
+}
+
 static enum sbuf_action server_forward_error(struct server *s, const struct pkt_hdr *hdr,
 					     const uint8_t *data, size_t avail)
 {
@@ -735,6 +747,8 @@ static enum sbuf_action server_extended_error(struct server *s, const struct pkt
 	enum sbuf_action how = s->client ? server_forward_error(s, hdr, data, avail) : SB_SKIP;
 	if (how == SB_FLUSH)
 		return SB_FLUSH;
+	if (s->client)
+		server_count_error(s, hdr, data, avail);
 	char code[6];
 	if (avail >= hdr->total_len &&
 	    codec_error_sqlstate(data + PKT_HDR_LEN, hdr->total_len - PKT_HDR_LEN, code) &&
@@ -852,6 +866,28 @@ static enum sbuf_action server_handle_unsolicited(struct server *s, const struct
 }
 
 /* Is this reply the last one its request gets? */
+/*
+ * A client-visible ReadyForQuery: one query done, and a transaction when the
+ * session is idle again. Pipelined requests behind it start now.
+ */
+static void server_count_ready(struct server *s, struct client *c)
+{
+	struct pool_stats *st = &s->pool->stats;
+	int64_t now = stats_now_us();
+	if (c->query_start_us) {
+		uint64_t took = (uint64_t)(now - c->query_start_us);
+		st->query_count++;
+		st->query_time_us += took;
+		stats_hist_add(&st->query_hist, took);
+		c->query_start_us = replyq_empty(&s->q) ? 0 : now;
+	}
+	if (s->txn_status == 'I' && c->xact_start_us) {
+		st->xact_count++;
+		st->xact_time_us += (uint64_t)(now - c->xact_start_us);
+		c->xact_start_us = replyq_empty(&s->q) ? 0 : now;
+	}
+}
+
 static bool reply_ends(const struct req *r, uint8_t type)
 {
 	switch (r->kind) {
@@ -934,8 +970,8 @@ static enum sbuf_action server_on_message(struct sbuf *sb, const struct pkt_hdr 
 				client_stmts_clear(&c->stmts, &s->pool->w->pstmts);
 		}
 		replyq_pop(&s->q);
-		if (s->txn_status == 'I')
-			s->pool->stats.xact_count++;
+		if (c)
+			server_count_ready(s, c);
 		if (c && !server_after_ready(s, c)) {
 			server_close(s, "out of memory");
 			return SB_CLOSED;
@@ -949,8 +985,11 @@ static enum sbuf_action server_on_message(struct sbuf *sb, const struct pkt_hdr 
 		if (avail < hdr->total_len && hdr->total_len <= s->sb.w->pkt_buf)
 			return SB_NEED_FULL;
 		enum sbuf_action how = server_forward_error(s, hdr, data, avail);
-		if (how != SB_FLUSH)
+		if (how != SB_FLUSH) {
 			r->sub |= QUERY_FAILED;
+			if (c)
+				server_count_error(s, hdr, data, avail);
+		}
 		return c ? how : SB_SKIP;
 	}
 	if (r->kind == REQ_DESCRIBE_STMT && hdr->type == 't')

@@ -258,7 +258,9 @@ class Berth:
         if self.proc is None:
             return None
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+            # SIGQUIT: exit at once. SIGTERM would wait for the test's clients
+            # to leave (test_lifecycle.py covers that).
+            self.proc.send_signal(signal.SIGQUIT)
             try:
                 self.proc.wait(5)
             except subprocess.TimeoutExpired:
