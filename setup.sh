@@ -3,19 +3,32 @@
 #   ./setup.sh run     install what is missing, build, run berth (embedded
 #                      PostgreSQL when DATABASE_URL is unset)
 #   ./setup.sh check   install what is missing, build, run every test
+# and the Dockerfile's build stage:
+#   ./setup.sh build   install only the build dependencies, build, stop
+# All three install and build through the same functions, so the CI run of
+# `check` also proves the container build's steps.
 # Installs only from Debian's packages and the npm registry.
 set -euo pipefail
 cd "$(dirname "$0")"
 mode=${1:-run}
 
-DEB_PKGS="build-essential autoconf automake libtool pkg-config libevent-dev libpq-dev libssl-dev
- libcmocka-dev libidn-dev postgresql-15 postgresql-client-15 postgresql-contrib python3 python3-psycopg
- python3-pytest python3-psycopg-pool python3-asyncpg
- libpostgresql-jdbc-java default-jdk-headless pgbouncer passwd util-linux nodejs npm"
+case "$mode" in
+build | run | check) ;;
+*) echo "usage: $0 run|check|build" >&2; exit 2 ;;
+esac
+
+# What configure and make need (configure requires cmocka too).
+BUILD_PKGS="build-essential autoconf automake libtool pkg-config libevent-dev libpq-dev libssl-dev
+ libcmocka-dev libidn-dev"
+# What run and the tests need besides (groff-base: the man page is checked with groff;
+# curl and python3-yaml: test_docs.py runs the image's HEALTHCHECK and reads doc/deploy.md).
+TEST_PKGS="postgresql-15 postgresql-client-15 postgresql-contrib python3 python3-psycopg
+ python3-pytest python3-psycopg-pool python3-asyncpg python3-yaml curl
+ libpostgresql-jdbc-java default-jdk-headless pgbouncer passwd util-linux groff-base nodejs npm"
 
 install_packages() {
 	local missing=()
-	for p in $DEB_PKGS; do
+	for p in "$@"; do
 		# nodejs/npm may come from elsewhere on a prepared machine: a working node is enough.
 		if [ "$p" = nodejs ] || [ "$p" = npm ]; then
 			command -v "${p/nodejs/node}" >/dev/null 2>&1 && continue
@@ -27,6 +40,9 @@ install_packages() {
 		apt-get update -qq
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 	fi
+}
+
+install_npm_packages() {
 	# npm packages for the driver tests: reinstall when the lock file changed.
 	for d in tests/node tests/prisma; do
 		[ -f "$d/package-lock.json" ] || continue
@@ -48,9 +64,15 @@ build() {
 	make -j"$(nproc)" >/dev/null
 }
 
-install_packages
+if [ "$mode" = build ]; then
+	install_packages $BUILD_PKGS
+else
+	install_packages $BUILD_PKGS $TEST_PKGS
+	install_npm_packages
+fi
 build
 case "$mode" in
+build) ;;
 run) exec ./scripts/berth-up ;;
 check)
 	rc=0
@@ -59,5 +81,4 @@ check)
 	./scripts/test-summary
 	exit "$rc"
 	;;
-*) echo "usage: $0 run|check" >&2; exit 2 ;;
 esac

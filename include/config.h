@@ -109,6 +109,12 @@ int config_key_flags(size_t i);
 enum config_type config_key_type(size_t i);
 /* Inclusive bounds from config_keys.h (meaningful for CT_INT and CT_SIZE). */
 void config_key_bounds(size_t i, int64_t *min, int64_t *max);
+/* Accepted values of CT_ENUM key i, n = 0, 1, ...; NULL past the last (refused values skipped). */
+const char *config_key_enum_value(size_t i, size_t n);
+/* Other names key i answers to (in files, as BERTH_<ALIAS>), n = 0, 1, ...; NULL past the last. */
+const char *config_key_alias(size_t i, size_t n);
+/* "integer", "boolean", "time", "string", "enum", "size", as doc/config.md names them. */
+const char *config_type_name(enum config_type t);
 /* Find a key by name (case-insensitive, aliases such as pool_size resolved); -1 if none. */
 int config_key_lookup(const char *name);
 /* Current value as text (CF_SECRET keys shown as "****"). */

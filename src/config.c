@@ -258,6 +258,8 @@ static const void *field_cptr(const struct config *cfg, size_t i)
 	return (const char *)cfg + key_table[i].offset;
 }
 
+static const char *type_name(enum config_type t);
+
 static const struct enum_value *enum_values_for(const char *key)
 {
 	for (size_t i = 0; i < ARRAY_SIZE(enum_tables); i++)
@@ -615,6 +617,28 @@ void config_key_bounds(size_t i, int64_t *min, int64_t *max)
 {
 	*min = i < N_KEYS ? key_table[i].min : 0;
 	*max = i < N_KEYS ? key_table[i].max : 0;
+}
+
+const char *config_key_enum_value(size_t i, size_t n)
+{
+	const struct enum_value *ev = i < N_KEYS ? enum_values_for(key_table[i].name) : NULL;
+	for (; ev && ev->name; ev++)
+		if (!ev->refusal && n-- == 0)
+			return ev->name;
+	return NULL;
+}
+
+const char *config_key_alias(size_t i, size_t n)
+{
+	for (size_t a = 0; i < N_KEYS && a < ARRAY_SIZE(key_aliases); a++)
+		if (strcmp(key_aliases[a].key, key_table[i].name) == 0 && n-- == 0)
+			return key_aliases[a].alias;
+	return NULL;
+}
+
+const char *config_type_name(enum config_type t)
+{
+	return type_name(t);
 }
 
 int config_key_lookup(const char *name)

@@ -16,6 +16,7 @@
 #include "http.h"
 #include "listener.h"
 #include "log.h"
+#include "manpage.h"
 #include "runtime.h"
 
 extern char **environ;
@@ -39,6 +40,7 @@ static void usage(FILE *out)
 		"  -V, --version        show the version and exit\n"
 		"      --config-doc     print the settings reference (doc/config.md) and exit\n"
 		"      --config-sample  print a sample config with every setting and exit\n"
+		"      --man            print the manual page (doc/berth.1, troff) and exit\n"
 		"\n"
 		"Settings: see doc/config.md. Exit status: 0 after a clean stop, 1 on a\n"
 		"start-up failure, 2 on a configuration error.\n");
@@ -91,6 +93,10 @@ int main(int argc, char **argv)
 		}
 		if (strcmp(a, "--config-sample") == 0) {
 			config_write_sample(stdout);
+			return 0;
+		}
+		if (strcmp(a, "--man") == 0) {
+			manpage_write(stdout);
 			return 0;
 		}
 		if (a[0] == '-') {

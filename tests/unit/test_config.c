@@ -550,6 +550,29 @@ static void test_alias_pool_size(void **state)
 	config_free(cfg);
 }
 
+/* The accessors the man page's SETTINGS section is written from. */
+static void test_enum_alias_type_accessors(void **state)
+{
+	(void)state;
+	size_t pm = key("pool_mode"), dps = key("default_pool_size");
+	/* accepted values in table order; the refused "statement" is not offered */
+	assert_string_equal(config_key_enum_value(pm, 0), "session");
+	assert_string_equal(config_key_enum_value(pm, 1), "transaction");
+	assert_null(config_key_enum_value(pm, 2));
+	assert_string_equal(config_key_enum_value(key("auth_type"), 0), "scram-sha-256");
+	assert_null(config_key_enum_value(dps, 0));
+	assert_null(config_key_enum_value(config_key_count(), 0));
+
+	assert_string_equal(config_key_alias(dps, 0), "pool_size");
+	assert_null(config_key_alias(dps, 1));
+	assert_null(config_key_alias(pm, 0));
+	assert_null(config_key_alias(config_key_count(), 0));
+
+	assert_string_equal(config_type_name(config_key_type(dps)), "integer");
+	assert_string_equal(config_type_name(config_key_type(pm)), "enum");
+	assert_string_equal(config_type_name(config_key_type(key("pkt_buf"))), "size");
+}
+
 static void test_pgbouncer_section_and_case(void **state)
 {
 	(void)state;
@@ -1422,6 +1445,7 @@ int main(void)
 		cmocka_unit_test(test_string_values),
 		cmocka_unit_test(test_log_settings),
 		cmocka_unit_test(test_alias_pool_size),
+		cmocka_unit_test(test_enum_alias_type_accessors),
 		cmocka_unit_test(test_pgbouncer_section_and_case),
 		cmocka_unit_test(test_realistic_pgbouncer_file),
 		cmocka_unit_test(test_pgbouncer_settings_refused),
