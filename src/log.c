@@ -265,8 +265,26 @@ static size_t utf8_len(const unsigned char *s, size_t n)
 	return len;
 }
 
+/*
+ * Length of the leading run that needs no escaping in either format: printable
+ * ASCII other than '"' and '\\'. Query lines are mostly such runs; copying
+ * them whole keeps a logged statement at a few instructions per byte.
+ */
+static size_t plain_run(const unsigned char *s, size_t len)
+{
+	size_t i = 0;
+	while (i < len && s[i] >= 0x20 && s[i] < 0x7f && s[i] != '"' && s[i] != '\\')
+		i++;
+	return i;
+}
+
 size_t log_json_escape(char *out, size_t cap, const char *in, size_t len)
 {
+	size_t run = plain_run((const unsigned char *)in, len);
+	if (run == len && len <= cap) {
+		memcpy(out, in, len);
+		return len;
+	}
 	static const char hex[] = "0123456789abcdef";
 	const unsigned char *s = (const unsigned char *)in;
 	size_t o = 0;
@@ -331,6 +349,11 @@ size_t log_json_escape(char *out, size_t cap, const char *in, size_t len)
  */
 static size_t text_escape(char *out, size_t cap, const char *in, size_t len, bool quoted)
 {
+	size_t run = plain_run((const unsigned char *)in, len);
+	if (run == len && len <= cap) {
+		memcpy(out, in, len);
+		return len;
+	}
 	static const char hex[] = "0123456789abcdef";
 	size_t o = 0;
 	for (size_t i = 0; i < len; i++) {
@@ -425,23 +448,85 @@ static int log_syslog_priority(unsigned bit)
  * left open inside the "msg" string. Returns where the part syslog gets
  * begins (syslog adds its own time and pid).
  */
+/* Append v in decimal. */
+static void lb_u64(struct lbuf *b, uint64_t v)
+{
+	char tmp[24];
+	size_t n = 0;
+	do
+		tmp[n++] = (char)('0' + v % 10);
+	while ((v /= 10) != 0);
+	while (n && b->len < b->cap)
+		b->p[b->len++] = tmp[--n];
+}
+
+/* Append v with exactly width digits (zero-padded; v < 10^width). */
+static void lb_digits(struct lbuf *b, unsigned v, int width)
+{
+	for (int i = width - 1; i >= 0 && b->len + (size_t)i < b->cap; i--) {
+		b->p[b->len + (size_t)i] = (char)('0' + v % 10);
+		v /= 10;
+	}
+	b->len += (size_t)width;
+}
+
+/* Microseconds as milliseconds with three decimals ("0.192"). */
+static void lb_ms(struct lbuf *b, uint64_t us)
+{
+	lb_u64(b, us / 1000);
+	lb_raw(b, ".", 1);
+	lb_digits(b, (unsigned)(us % 1000), 3);
+}
+
+/*
+ * "YYYY-MM-DD HH:MM:SS" of the current second, per thread: formatting a date
+ * costs more than the rest of a query line, and lines come in bursts.
+ */
+static _Thread_local struct {
+	time_t sec;
+	char text[64];
+} log_second = {.sec = -1};
+
+static int log_pid;
+
 static size_t lb_prefix(struct lbuf *b, unsigned bit)
 {
 	struct timeval tv;
 	gettimeofday(&tv, NULL);
-	struct tm tm;
-	gmtime_r(&tv.tv_sec, &tm);
-	int ms = (int)(tv.tv_usec / 1000);
+	if (tv.tv_sec != log_second.sec) {
+		struct tm tm;
+		gmtime_r(&tv.tv_sec, &tm);
+		snprintf(log_second.text, sizeof(log_second.text), "%04d-%02d-%02d %02d:%02d:%02d",
+			 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+			 tm.tm_sec);
+		log_second.sec = tv.tv_sec;
+	}
+	if (!log_pid)
+		log_pid = (int)getpid();
+	unsigned ms = (unsigned)(tv.tv_usec / 1000);
 	if (L.format == LOG_FORMAT_JSON) {
-		lb_fmt(b, "{\"ts\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03dZ\",\"level\":\"%s\",\"pid\":%d,\"msg\":\"",
-		       tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-		       ms, log_bit_word(bit), (int)getpid());
+		lb_str(b, "{\"ts\":\"");
+		lb_raw(b, log_second.text, 10);
+		lb_raw(b, "T", 1);
+		lb_raw(b, log_second.text + 11, 8);
+		lb_raw(b, ".", 1);
+		lb_digits(b, ms, 3);
+		lb_str(b, "Z\",\"level\":\"");
+		lb_str(b, log_bit_word(bit));
+		lb_str(b, "\",\"pid\":");
+		lb_u64(b, (uint64_t)log_pid);
+		lb_str(b, ",\"msg\":\"");
 		return 0;
 	}
-	lb_fmt(b, "%04d-%02d-%02d %02d:%02d:%02d.%03d UTC [%d] ", tm.tm_year + 1900, tm.tm_mon + 1,
-	       tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ms, (int)getpid());
+	lb_raw(b, log_second.text, 19);
+	lb_raw(b, ".", 1);
+	lb_digits(b, ms, 3);
+	lb_str(b, " UTC [");
+	lb_u64(b, (uint64_t)log_pid);
+	lb_str(b, "] ");
 	size_t body = b->len;
-	lb_fmt(b, "%s ", log_bit_name(bit));
+	lb_str(b, log_bit_name(bit));
+	lb_raw(b, " ", 1);
 	return body;
 }
 
@@ -608,7 +693,9 @@ void log_write(unsigned bit, const char *fmt, ...)
 /* A JSON "key":"value" pair (value escaped); NULL value = null. */
 static void lb_json_str(struct lbuf *b, const char *key, const char *v, size_t n)
 {
-	lb_fmt(b, ",\"%s\":", key);
+	lb_str(b, ",\"");
+	lb_str(b, key);
+	lb_str(b, "\":");
 	if (!v) {
 		lb_str(b, "null");
 		return;
@@ -630,23 +717,30 @@ void log_query(const struct log_query_line *q)
 		return;
 	}
 	const char *proto = q->extended ? "extended" : "simple";
-	double ms = (double)q->duration_us / 1000.0;
 	size_t body = lb_prefix(b, LOGB_QUERY);
 	if (L.format == LOG_FORMAT_JSON) {
 		/* msg: a short human summary; the fields carry the data. */
 		if (q->tag) {
 			lb_esc(b, q->tag, strlen(q->tag), false);
-			lb_fmt(b, " in %.3f ms\"", ms);
+			lb_str(b, " in ");
 		} else {
-			lb_fmt(b, "failed with %s after %.3f ms\"", q->sqlstate, ms);
+			lb_str(b, "failed with ");
+			lb_str(b, q->sqlstate);
+			lb_str(b, " after ");
 		}
-		lb_fmt(b, ",\"conn\":\"C-%llu\"", (unsigned long long)q->conn_id);
+		lb_ms(b, q->duration_us > 0 ? (uint64_t)q->duration_us : 0);
+		lb_str(b, " ms\",\"conn\":\"C-");
+		lb_u64(b, q->conn_id);
+		lb_raw(b, "\"", 1);
 		lb_json_str(b, "client", q->client, strlen(q->client));
 		lb_json_str(b, "database", q->database, strlen(q->database));
 		lb_json_str(b, "user", q->user, strlen(q->user));
 		lb_json_str(b, "application_name", q->application_name,
 			    strlen(q->application_name));
-		lb_fmt(b, ",\"protocol\":\"%s\",\"duration_ms\":%.3f", proto, ms);
+		lb_str(b, ",\"protocol\":\"");
+		lb_str(b, proto);
+		lb_str(b, "\",\"duration_ms\":");
+		lb_ms(b, q->duration_us > 0 ? (uint64_t)q->duration_us : 0);
 		lb_json_str(b, "tag", q->tag, q->tag ? strlen(q->tag) : 0);
 		lb_json_str(b, "sqlstate", q->sqlstate, q->sqlstate ? strlen(q->sqlstate) : 0);
 		lb_json_str(b, "statement", q->statement, q->statement_len);
@@ -654,17 +748,25 @@ void log_query(const struct log_query_line *q)
 			lb_fmt(b, ",\"statement_length\":%zu", q->statement_full_len);
 		else
 			lb_str(b, ",\"statement_length\":null");
-		lb_fmt(b, ",\"truncated\":%s", q->truncated ? "true" : "false");
+		lb_str(b, q->truncated ? ",\"truncated\":true" : ",\"truncated\":false");
 		lb_json_str(b, "parameters", q->parameters, q->parameters_len);
 		lb_str(b, "}\n");
 	} else {
-		lb_fmt(b, "C-%llu client=%s db=", (unsigned long long)q->conn_id, q->client);
+		lb_str(b, "C-");
+		lb_u64(b, q->conn_id);
+		lb_str(b, " client=");
+		lb_str(b, q->client);
+		lb_str(b, " db=");
 		lb_esc(b, q->database, strlen(q->database), false);
 		lb_str(b, " user=");
 		lb_esc(b, q->user, strlen(q->user), false);
 		lb_str(b, " app=\"");
 		lb_esc(b, q->application_name, strlen(q->application_name), true);
-		lb_fmt(b, "\" protocol=%s duration=%.3f ms ", proto, ms);
+		lb_str(b, "\" protocol=");
+		lb_str(b, proto);
+		lb_str(b, " duration=");
+		lb_ms(b, q->duration_us > 0 ? (uint64_t)q->duration_us : 0);
+		lb_str(b, " ms ");
 		if (q->tag) {
 			lb_str(b, "tag=\"");
 			lb_esc(b, q->tag, strlen(q->tag), true);

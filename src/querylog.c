@@ -100,6 +100,7 @@ struct querylog {
 	int64_t parse_us;        /* when the Parse noted last was relayed */
 	int64_t last_done_us;    /* completion of the previous statement */
 	char tag[QLOG_TAG_MAX];  /* simple Query at the head: its last CommandComplete tag */
+	char addr[INET6_ADDRSTRLEN + 16]; /* the client's address as lines show it; "" = not yet */
 	char sqlstate[6];        /* ... or the error that ended it */
 	struct qlog_text unnamed; /* in unnamed_buf */
 	struct qlog_text bound;   /* in bound_buf: text, then parameters */
@@ -742,11 +743,11 @@ static void qlog_line(struct client *c, struct querylog *ql, struct log_query_li
 	ql->last_done_us = now;
 	if (now - start < worker_config(c->w)->log_min_duration)
 		return;
-	char addr[INET6_ADDRSTRLEN + 16];
-	client_addr_text(c, addr, sizeof(addr));
+	if (!ql->addr[0]) /* formatted once per client: inet_ntop and printf are costly */
+		client_addr_text(c, ql->addr, sizeof(ql->addr));
 	const char *app = params_get(&c->vars, "application_name");
 	line->conn_id = c->id;
-	line->client = addr;
+	line->client = ql->addr;
 	line->database = c->database ? c->database : "";
 	line->user = c->user ? c->user : "";
 	line->application_name = app ? app : "";
@@ -842,7 +843,10 @@ enum sbuf_action querylog_reply(struct client *c, struct replyq *q, const struct
 			return SB_NEED_FULL;
 		char tag[QLOG_TAG_MAX];
 		size_t tl = strnlen((const char *)body, blen);
-		snprintf(tag, sizeof(tag), "%.*s", (int)tl, (const char *)body);
+		if (tl > sizeof(tag) - 1)
+			tl = sizeof(tag) - 1;
+		memcpy(tag, body, tl);
+		tag[tl] = 0;
 		if (r->kind == REQ_QUERY) {
 			memcpy(ql->tag, tag, sizeof(tag));
 			return SB_FORWARD;
