@@ -44,6 +44,9 @@ struct pool {
 	int reserve_pool_size;
 	int max_db_connections;   /* 0 = no limit */
 	int max_user_connections; /* 0 = no limit */
+	uint32_t n_cl_login;        /* lengths of the three client lists, kept by client_set_state: */
+	uint32_t n_cl_active;       /* SHOW POOLS and /metrics must not walk thousands of clients */
+	uint32_t n_cl_waiting;
 	struct list cl_login;       /* CL_LOGIN_WAIT */
 	struct list cl_active;      /* CL_IDLE and CL_ACTIVE */
 	struct list cl_waiting;     /* CL_WAITING, FIFO */

@@ -652,9 +652,9 @@ static void database_row(struct exec *x, const struct db_def *def, const char *n
 		{
 			struct pool *p = list_entry(pos, struct pool, node);
 			if (p->db == db)
-				clients += (int)(list_count(&p->cl_active) +
-						 list_count(&p->cl_waiting) +
-						 list_count(&p->cl_login));
+				clients += (int)(p->n_cl_active +
+						 p->n_cl_waiting +
+						 p->n_cl_login);
 		}
 	}
 	const char *host = def_keyword(def, "host");
@@ -772,8 +772,8 @@ static enum exec_result show_pools(struct exec *x, const char *arg)
 		out_row_begin(o, 17);
 		out_text(o, p->db->name);
 		out_text(o, p->user);
-		out_int(o, (int64_t)list_count(&p->cl_active));
-		out_int(o, (int64_t)(list_count(&p->cl_waiting) + list_count(&p->cl_login)));
+		out_int(o, (int64_t)p->n_cl_active);
+		out_int(o, (int64_t)(p->n_cl_waiting + p->n_cl_login));
 		out_int(o, 0); /* cancel requests are forwarded at once, never queued */
 		out_int(o, 0);
 		out_int(o, (int64_t)list_count(&p->sv_active));
@@ -991,8 +991,8 @@ static void user_row(struct exec *x, const char *name)
 		if (strcmp(p->server_user, name) == 0)
 			servers += p->n_servers;
 		if (strcmp(p->user, name) == 0)
-			clients += (int)(list_count(&p->cl_active) + list_count(&p->cl_waiting) +
-					 list_count(&p->cl_login));
+			clients += (int)(p->n_cl_active + p->n_cl_waiting +
+					 p->n_cl_login);
 	}
 	char pool_size[16] = "";
 	if (ud && ud->pool_size >= 0)

@@ -76,12 +76,35 @@ const char *client_state_name(enum client_state st)
 	return "?";
 }
 
+/* The length counter of the pool list a client in state st is on; NULL if none. */
+static uint32_t *pool_list_length(struct pool *p, enum client_state st)
+{
+	if (!p)
+		return NULL;
+	switch (st) {
+	case CL_LOGIN_WAIT:
+		return &p->n_cl_login;
+	case CL_IDLE:
+	case CL_ACTIVE:
+		return &p->n_cl_active;
+	case CL_WAITING:
+		return &p->n_cl_waiting;
+	default:
+		return NULL;
+	}
+}
+
 void client_set_state(struct client *c, enum client_state st)
 {
 	struct worker *w = c->w;
 	struct pool *p = c->pool;
 	log_debug("C-%llu: %s -> %s", (unsigned long long)c->id, client_state_name(c->state),
 		  client_state_name(st));
+	uint32_t *len = pool_list_length(p, c->state);
+	if (len)
+		(*len)--;
+	if ((len = pool_list_length(p, st)) != NULL)
+		(*len)++;
 	list_del(&c->node);
 	switch (st) {
 	case CL_FREE:

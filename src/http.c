@@ -205,19 +205,19 @@ static void write_metrics(struct evbuffer *b, struct runtime *rt)
 	}
 
 	/*
-	 * A state is a list: counts are list lengths. An active client is linked
-	 * to exactly one active server, so only the idle count needs the walk of
-	 * cl_active (which holds idle and active clients).
+	 * A state is a list: counts are list lengths, kept per pool for the
+	 * client lists (n_cl_*), so a scrape walks no client. An active client is
+	 * linked to exactly one active server: idle = cl_active minus those.
 	 */
 	family(b, "berth_clients", "gauge", "Client connections by pool and state.");
 	POOLS_EACH(w, p)
 	{
 		uint64_t active = list_count(&p->sv_active);
-		uint64_t linked = list_count(&p->cl_active);
+		uint64_t linked = p->n_cl_active;
 		pool_u64(b, "berth_clients", p, "state", "active", active);
-		pool_u64(b, "berth_clients", p, "state", "waiting", list_count(&p->cl_waiting));
+		pool_u64(b, "berth_clients", p, "state", "waiting", p->n_cl_waiting);
 		pool_u64(b, "berth_clients", p, "state", "idle", linked > active ? linked - active : 0);
-		pool_u64(b, "berth_clients", p, "state", "login", list_count(&p->cl_login));
+		pool_u64(b, "berth_clients", p, "state", "login", p->n_cl_login);
 	}
 	family(b, "berth_servers", "gauge",
 	       "Server connections by pool and state (used: idle past server_check_delay, to be "
