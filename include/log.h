@@ -58,6 +58,8 @@ void log_set_mask(unsigned mask);
 void log_configure(const struct config *cfg);
 /* SIGHUP: reopen the log file by name (after rotation) and reconnect to syslog. */
 void log_reopen(void);
+/* Command line -q: write nothing to stderr. */
+void log_set_quiet(bool quiet);
 /*
  * At exit: log how many lines were dropped (if any), give the stderr writer
  * up to a second to drain, close the sinks. Later lines go straight to stderr.

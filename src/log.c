@@ -656,9 +656,19 @@ static void log_syslog_put(unsigned bit, const char *body, size_t len)
 }
 
 /* One finished line (ending in '\n') to every sink. */
+/* -q: stderr gets nothing (a logfile or syslog may still be set). */
+static bool log_quiet;
+
+void log_set_quiet(bool quiet)
+{
+	log_quiet = quiet;
+}
+
 static void log_emit(unsigned bit, const char *line, size_t len, size_t body_off)
 {
-	if (L.stderr_mode == STDERR_THREAD)
+	if (log_quiet)
+		; /* no stderr */
+	else if (L.stderr_mode == STDERR_THREAD)
 		log_ring_put(line, len);
 	else if (L.stderr_mode == STDERR_STUCK || write(STDERR_FILENO, line, len) != (ssize_t)len)
 		log_drop(1);

@@ -38,6 +38,7 @@ static void usage(FILE *out)
 		"Options:\n"
 		"  -h, --help           show this help and exit\n"
 		"  -V, --version        show the version and exit\n"
+		"  -q, --quiet          do not log to stderr (logfile and syslog still get lines)\n"
 		"      --config-doc     print the settings reference (doc/config.md) and exit\n"
 		"      --config-sample  print a sample config with every setting and exit\n"
 		"      --man            print the manual page (doc/berth.1, troff) and exit\n"
@@ -86,6 +87,10 @@ int main(int argc, char **argv)
 		if (strcmp(a, "-V") == 0 || strcmp(a, "--version") == 0) {
 			printf("berth %s\n", PACKAGE_VERSION);
 			return 0;
+		}
+		if (strcmp(a, "-q") == 0 || strcmp(a, "--quiet") == 0) {
+			log_set_quiet(true); /* PgBouncer's -q: only the other sinks log */
+			continue;
 		}
 		if (strcmp(a, "--config-doc") == 0) {
 			config_write_doc(stdout);

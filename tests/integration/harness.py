@@ -235,10 +235,11 @@ class Berth:
             with open(self.ini_path, "w") as f:
                 f.write(ini_text)
         self.stderr_path = os.path.join(self.workdir, "berth.stderr")
+        self.extra_args = []  # command-line options before the config file
         self.proc = None
 
     def start(self, timeout=10.0):
-        args = [BERTH_BIN] + ([self.ini_path] if self.ini_path else [])
+        args = [BERTH_BIN] + self.extra_args + ([self.ini_path] if self.ini_path else [])
         self._err = open(self.stderr_path, "wb")
         self.proc = subprocess.Popen(args, env=self.env, stdin=subprocess.DEVNULL,
                                      stdout=self._err, stderr=self._err, cwd=self.workdir)

@@ -513,3 +513,17 @@ def test_console_set_applies_log_settings(berth, pg):
     assert "/*off*/" not in err
     q = json_queries("\n".join(ln for ln in err.splitlines() if ln.startswith("{")))
     assert [r["statement"] for r in q] == ["SELECT 2 /*on*/"]
+
+
+def test_quiet_option_logs_to_file_only(berth, tmp_path):
+    """-q (PgBouncer's): nothing on stderr, the logfile still gets every line."""
+    logfile = tmp_path / "quiet.log"
+    b = berth(log_level=QUERY + ",info", logfile=str(logfile), start=False)
+    b.extra_args = ["-q"]
+    b.start()
+    with b.connect() as c:
+        c.execute("SELECT 7 /*quiet*/")
+    assert wait_for(lambda: logfile.exists() and "/*quiet*/" in logfile.read_text())
+    assert "listening on" in logfile.read_text()
+    b.stop()
+    assert b.stderr() == ""
