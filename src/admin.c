@@ -1220,24 +1220,35 @@ static void out_averages(struct out *o, const struct stats_averages *a)
 	out_uint(o, (uint64_t)a->bind_count);
 }
 
-static enum exec_result show_stats(struct exec *x, const char *arg)
+/* One row per database: its totals, its averages, or both (SHOW STATS). */
+static enum exec_result stats_rows(struct exec *x, const struct col *cols, size_t ncols,
+				   bool totals, bool averages)
 {
-	(void)arg;
 	struct database *db;
-	out_row_desc(x->o, stats_cols, 23);
+	out_row_desc(x->o, cols, ncols);
 	FOR_EACH_STATS_DB(x, db)
 	{
-		struct pool_stats t;
-		struct stats_averages a;
-		stats_database_totals(x->w, db, &t);
-		stats_database_averages(x->w, db, &a);
-		out_row_begin(x->o, 23);
+		out_row_begin(x->o, ncols);
 		out_text(x->o, db->name);
-		out_totals(x->o, &t);
-		out_averages(x->o, &a);
+		if (totals) {
+			struct pool_stats t;
+			stats_database_totals(x->w, db, &t);
+			out_totals(x->o, &t);
+		}
+		if (averages) {
+			struct stats_averages av;
+			stats_database_averages(x->w, db, &av);
+			out_averages(x->o, &av);
+		}
 		out_end(x->o);
 	}
 	return ex_done(x, "SHOW");
+}
+
+static enum exec_result show_stats(struct exec *x, const char *arg)
+{
+	(void)arg;
+	return stats_rows(x, stats_cols, 23, true, true);
 }
 
 static enum exec_result show_stats_totals(struct exec *x, const char *arg)
@@ -1257,18 +1268,7 @@ static enum exec_result show_stats_totals(struct exec *x, const char *arg)
 		{"server_parse_count", OID_NUMERIC},
 		{"bind_count", OID_NUMERIC},
 	};
-	struct database *db;
-	out_row_desc(x->o, cols, 12);
-	FOR_EACH_STATS_DB(x, db)
-	{
-		struct pool_stats t;
-		stats_database_totals(x->w, db, &t);
-		out_row_begin(x->o, 12);
-		out_text(x->o, db->name);
-		out_totals(x->o, &t);
-		out_end(x->o);
-	}
-	return ex_done(x, "SHOW");
+	return stats_rows(x, cols, 12, true, false);
 }
 
 static enum exec_result show_stats_averages(struct exec *x, const char *arg)
@@ -1289,18 +1289,7 @@ static enum exec_result show_stats_averages(struct exec *x, const char *arg)
 		{"avg_server_parse_count", OID_NUMERIC},
 		{"avg_bind_count", OID_NUMERIC},
 	};
-	struct database *db;
-	out_row_desc(x->o, cols, 12);
-	FOR_EACH_STATS_DB(x, db)
-	{
-		struct stats_averages a;
-		stats_database_averages(x->w, db, &a);
-		out_row_begin(x->o, 12);
-		out_text(x->o, db->name);
-		out_averages(x->o, &a);
-		out_end(x->o);
-	}
-	return ex_done(x, "SHOW");
+	return stats_rows(x, cols, 12, false, true);
 }
 
 /*

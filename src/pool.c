@@ -63,15 +63,8 @@ static void pool_apply_config(struct pool *p, const struct config *cfg)
 	const struct db_def *def = p->db->def;
 	const char *server_user = def->forced_user ? def->forced_user : p->user;
 	snprintf(p->server_user, sizeof(p->server_user), "%s", server_user);
-	if (def->password) {
-		pool_set_password(p, def->password);
-	} else {
-		/* The client's own password from auth_file, when it is a plain one. */
-		const struct auth_entry *a = config_find_auth(cfg, server_user);
-		bool plain = a && a->secret && strncmp(a->secret, "md5", 3) != 0 &&
-			     strncmp(a->secret, "SCRAM-SHA-256$", 14) != 0;
-		pool_set_password(p, plain ? a->secret : NULL);
-	}
+	/* The entry's password=, else the user's own from auth_file when it is a plain one. */
+	pool_set_password(p, config_server_password(cfg, def, server_user));
 	const struct user_def *ud = config_find_user(cfg, p->user);
 	p->wanted_pool_mode = pick(ud ? ud->pool_mode : -1, pick(def->pool_mode, cfg->pool_mode));
 	p->pool_size = pick(ud ? ud->pool_size : -1, pick(def->pool_size, cfg->default_pool_size));

@@ -269,14 +269,6 @@ bool runtime_reload(struct runtime *rt, char *err, size_t errlen)
 		log_error("reload failed, configuration unchanged: %s", cerr.text);
 		return false;
 	}
-	unsigned mask;
-	char bad[64];
-	if (!log_parse_levels(cfg->log_level, &mask, bad, sizeof(bad))) {
-		/* config_load validated it; kept as a guard */
-		snprintf(err, errlen, "log_level: unknown level \"%s\"", bad);
-		config_free(cfg);
-		return false;
-	}
 	struct config **more = realloc(rt->retired, (rt->n_retired + 1) * sizeof(*more));
 	if (!more) {
 		snprintf(err, errlen, "out of memory");
