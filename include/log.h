@@ -66,6 +66,15 @@ void log_set_quiet(bool quiet);
  */
 void log_shutdown(void);
 
+/*
+ * While the loop of this thread runs: batch query lines and write each
+ * round's with one write() per sink when the round's callbacks are done.
+ * Detach (flushes) before freeing the base.
+ */
+struct event_base;
+void log_attach_loop(struct event_base *base);
+void log_detach_loop(void);
+
 /* Where syslog lines go (default /dev/log; tests point it at their own socket). */
 void log_set_syslog_path(const char *path);
 

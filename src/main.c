@@ -167,7 +167,9 @@ int main(int argc, char **argv)
 		log_error("could not start: %s", rt.health ? err : "out of memory");
 		status = 1; /* no loop; everything below is freed as after a stop */
 	} else {
+		log_attach_loop(w.base);
 		event_base_dispatch(w.base);
+		log_detach_loop();
 	}
 	http_stop(http); /* answered until the loop ended: the last thing before exit */
 	health_stop(rt.health);

@@ -75,6 +75,19 @@ def wait_for(pred, timeout=5.0):
     return pred()
 
 
+def logged(read, n=None, marker=None, timeout=5.0):
+    """read() once the log holds n query lines, or marker. Query lines reach the
+    sinks when berth's loop round that answered ends (one write() per round),
+    so a test that reads the log right after its reply must wait a moment."""
+    def ready():
+        t = read()
+        if marker is not None:
+            return marker in t
+        return t.count(" QUERY ") + t.count('"level":"query"') >= n
+    wait_for(ready, timeout)
+    return read()
+
+
 # --- level gate ---------------------------------------------------------------
 
 def test_default_level_logs_no_query_lines(berth):
@@ -104,7 +117,7 @@ def test_simple_protocol_text(berth):
         assert err is None
     finally:
         c.close()
-    q = text_queries(b.stderr())
+    q = text_queries(logged(b.stderr, 4))
     assert len(q) == 4, q
     one, multi, bad, empty = q
     assert one["stmt"] == "SELECT 41 + 1 /*one*/"
@@ -128,7 +141,7 @@ def test_simple_protocol_json(berth):
         c.execute("SELECT 'tab\there', 'line\nbreak', 'quote\"', 'back\\slash', 'é✓' /*j1*/")
         with pytest.raises(psycopg.errors.DivisionByZero):
             c.execute("SELECT 1/0 /*j2*/")
-    q = json_queries(b.stderr())
+    q = json_queries(logged(b.stderr, 2))
     assert len(q) == 2, q
     ok, bad = q
     assert ok["statement"] == ("SELECT 'tab\there', 'line\nbreak', 'quote\"', 'back\\slash', "
@@ -158,7 +171,7 @@ def test_json_escapes_invalid_utf8_and_control_chars(berth):
         assert not [m for m in msgs if m[0] == b"E"], msgs
     finally:
         c.close()
-    q = json_queries(b.stderr())
+    q = json_queries(logged(b.stderr, 1))
     assert len(q) == 1
     assert q[0]["statement"] == "SELECT '\ufffdt\ufffd\x01\x1f' /*latin*/"
 
@@ -185,7 +198,7 @@ def test_extended_psycopg(berth, prepare, fmt):
                           prepare=prepare)
         finally:
             c.execute("DROP TABLE %s" % table, prepare=False)
-    log = b.stderr()
+    log = logged(b.stderr, marker="DROP TABLE")
     if fmt == "json":
         q = [dict(stmt=r["statement"], tag=r["tag"], error=r["sqlstate"], protocol=r["protocol"],
                   params=r["parameters"]) for r in json_queries(log)]
@@ -216,7 +229,7 @@ def test_session_mode_prepared(berth):
                 assert c.execute("SELECT %%s::int + %d /*s%d*/" % (k, k), [i]).fetchone() == (i + k,)
         with pytest.raises(psycopg.errors.UndefinedTable):
             c.execute("SELECT * FROM no_such_table WHERE a = %s /*bad*/", [1])
-    q = text_queries(b.stderr())
+    q = text_queries(logged(b.stderr, 21))
     texts = ["SELECT $1::int + %d /*s%d*/" % (k, k) for k in range(10)]
     # The second round finds the texts of the last 8 statements prepared; psycopg's
     # first two (_pg3_0, _pg3_1) were pushed out and are shown by name.
@@ -252,7 +265,7 @@ def test_extended_raw_pipeline(berth):
                                         b"2", b"I", b"Z"]
     finally:
         c.close()
-    q = text_queries(b.stderr())
+    q = text_queries(logged(b.stderr, 5))
     assert [(x["stmt"], x["tag"], x["error"], x["params"]) for x in q] == [
         ("SELECT $1::int AS a /*p1*/", "SELECT 1", None, "$1 = '7'"),
         ("SELEC broken /*p2*/", None, "42601", ""),
@@ -276,7 +289,7 @@ def test_pipeline_durations_do_not_add_up(berth):
         c.read_until({b"Z"})
     finally:
         c.close()
-    q = text_queries(b.stderr())
+    q = text_queries(logged(b.stderr, 2))
     assert [x["stmt"] for x in q] == ["SELECT pg_sleep(0.3) /*slow*/", "SELECT 1 /*fast*/"]
     assert float(q[0]["ms"]) >= 300
     assert float(q[1]["ms"]) < 250
@@ -291,7 +304,7 @@ def test_log_min_duration(berth):
         c.execute("SELECT pg_sleep(0.25) /*slow*/")
         c.execute("SELECT %s::int /*quick ext*/", [1])
         c.execute("SELECT pg_sleep(%s) /*slow ext*/", [0.25])
-    q = text_queries(b.stderr())
+    q = text_queries(logged(b.stderr, 2))
     assert [x["stmt"] for x in q] == ["SELECT pg_sleep(0.25) /*slow*/",
                                       "SELECT pg_sleep($1) /*slow ext*/"]
     assert all(float(x["ms"]) >= 250 for x in q)
@@ -304,7 +317,7 @@ def test_log_parameters(berth, on):
     with b.connect() as c:
         c.execute("SELECT %s::text, %t::int, %s::text, %b::bytea, %b::int /*params*/",
                   [value, 12, None, b"\x00\xff", 258])
-    log = b.stderr()
+    log = logged(b.stderr, 1)
     q = json_queries(log)
     assert len(q) == 1
     if on:
@@ -323,7 +336,7 @@ def test_truncation(berth):
         c.execute(long_sql)
         c.execute("SELECT 'short' /*s*/")
         c.execute("SELECT '" + "é" * 30 + "'")  # 2-byte characters: never cut in half
-    q = text_queries(b.stderr())
+    q = text_queries(logged(b.stderr, 3))
     assert len(q) == 3
     assert q[0]["trunc"] and q[0]["full"] == str(len(long_sql))
     assert q[0]["stmt"] == long_sql[:40]
@@ -335,7 +348,7 @@ def test_truncation_json(berth):
     b = berth(log_level=QUERY, log_query_max_length=10, log_format="json")
     with b.connect() as c:
         c.execute("SELECT 123456789 /*j*/")
-    q = json_queries(b.stderr())
+    q = json_queries(logged(b.stderr, 1))
     assert q[0]["statement"] == "SELECT 123" and q[0]["truncated"] is True
     assert q[0]["statement_length"] == len("SELECT 123456789 /*j*/")
 
@@ -366,7 +379,7 @@ def test_password_literals_masked(berth, pg):
             c.execute("ALTER ROLE app PASSWORD %s", [pw])
     with b.connect() as c:  # the password still works
         assert c.execute("SELECT 1").fetchone() == (1,)
-    log = b.stderr()
+    log = logged(b.stderr, 7)
     assert pw not in log
     q = json_queries(log)
     pw_lines = [r for r in q if "password" in r["statement"].lower()]
@@ -394,12 +407,12 @@ def test_logfile_reopened_on_sighup(berth, tmp_path):
         os.kill(b.pid, signal.SIGHUP)
         assert wait_for(path.exists), "no new log file after SIGHUP"
         c.execute("SELECT 3 /*after sighup*/")
+    new = logged(path.read_text, marker="/*after sighup*/")
     old = open(str(path) + ".1").read()
-    new = path.read_text()
     assert stmts(text_queries(old)) == ["SELECT 1 /*before rotation*/", "SELECT 2 /*after rename*/"]
     assert stmts(text_queries(new)) == ["SELECT 3 /*after sighup*/"]
     # stderr gets every line too
-    assert stmts(text_queries(b.stderr())) == ["SELECT 1 /*before rotation*/",
+    assert stmts(text_queries(logged(b.stderr, 3))) == ["SELECT 1 /*before rotation*/",
                                                "SELECT 2 /*after rename*/",
                                                "SELECT 3 /*after sighup*/"]
 
@@ -509,7 +522,7 @@ def test_console_set_applies_log_settings(berth, pg):
             c.execute("SELECT 2 /*on*/")
     finally:
         con.close()
-    err = b.stderr()
+    err = logged(b.stderr, marker="/*on*/")
     assert "/*off*/" not in err
     q = json_queries("\n".join(ln for ln in err.splitlines() if ln.startswith("{")))
     assert [r["statement"] for r in q] == ["SELECT 2 /*on*/"]
@@ -527,3 +540,35 @@ def test_quiet_option_logs_to_file_only(berth, tmp_path):
     assert "listening on" in logfile.read_text()
     b.stop()
     assert b.stderr() == ""
+
+
+def test_concurrent_clients_every_line_whole(berth, tmp_path):
+    """Many clients at once: lines of a loop round are written together, and
+    every statement still gets exactly one whole line, in each client's order."""
+    import threading
+    logfile = tmp_path / "many.log"
+    b = berth(log_level=QUERY, logfile=str(logfile), pool_size=4, log_query_max_length=4000)
+    clients, per = 16, 40
+    errors = []
+
+    def run(k):
+        try:
+            with b.connect() as c:
+                for i in range(per):
+                    c.execute("SELECT %d /*c%d-%d*/" % (i, k, i) + " " + "x" * (k * 97))
+        except Exception as e:  # reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    for text in (logged(logfile.read_text, clients * per), logged(b.stderr, clients * per)):
+        q = text_queries(text)
+        assert len(q) == clients * per
+        for k in range(clients):
+            mine = [x["stmt"] for x in q if "/*c%d-" % k in x["stmt"]]
+            assert mine == ["SELECT %d /*c%d-%d*/ %s" % (i, k, i, "x" * (k * 97))
+                            for i in range(per)]
