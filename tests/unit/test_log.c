@@ -139,6 +139,13 @@ static void test_mask_passwords(void **state)
 	check_mask("SELECT 1 -- password", "SELECT 1 -- password", false);
 	/* the password is a parameter: parameters must be hidden */
 	check_mask("ALTER ROLE x PASSWORD $1", "ALTER ROLE x PASSWORD $1", true);
+	/* mixed case, and many p/P before the keyword (the scan skips between them) */
+	check_mask("ALTER ROLE pp PaSsWoRd 'x'", "ALTER ROLE pp PaSsWoRd '***'", false);
+	check_mask("SELECT ppassword, Ppp; ALTER ROLE P password 'y'",
+		   "SELECT ppassword, Ppp; ALTER ROLE P password '***'", false);
+	check_mask("PASSWORD 'z'", "PASSWORD '***'", false);
+	check_mask("password", "password", false);
+	check_mask("passwor", "passwor", false);
 	/* a literal cut off by the end of the text: hidden to the end */
 	check_mask("ALTER ROLE x PASSWORD 'secr", "ALTER ROLE x PASSWORD '***", false);
 }
