@@ -247,6 +247,9 @@ static void lb_str(struct lbuf *b, const char *s)
 	lb_raw(b, s, strlen(s));
 }
 
+/* A string literal: its length is known at compile time. */
+#define lb_lit(b, lit) lb_raw((b), "" lit, sizeof(lit) - 1)
+
 static void lb_fmt(struct lbuf *b, const char *fmt, ...) BERTH_PRINTF(2, 3);
 static void lb_fmt(struct lbuf *b, const char *fmt, ...)
 {
@@ -553,25 +556,25 @@ static size_t lb_prefix(struct lbuf *b, unsigned bit)
 		log_pid = (int)getpid();
 	unsigned ms = (unsigned)(tv.tv_usec / 1000);
 	if (L.format == LOG_FORMAT_JSON) {
-		lb_str(b, "{\"ts\":\"");
+		lb_lit(b, "{\"ts\":\"");
 		lb_raw(b, log_second.text, 10);
 		lb_raw(b, "T", 1);
 		lb_raw(b, log_second.text + 11, 8);
 		lb_raw(b, ".", 1);
 		lb_digits(b, ms, 3);
-		lb_str(b, "Z\",\"level\":\"");
+		lb_lit(b, "Z\",\"level\":\"");
 		lb_str(b, log_bit_word(bit));
-		lb_str(b, "\",\"pid\":");
+		lb_lit(b, "\",\"pid\":");
 		lb_u64(b, (uint64_t)log_pid);
-		lb_str(b, ",\"msg\":\"");
+		lb_lit(b, ",\"msg\":\"");
 		return 0;
 	}
 	lb_raw(b, log_second.text, 19);
 	lb_raw(b, ".", 1);
 	lb_digits(b, ms, 3);
-	lb_str(b, " UTC [");
+	lb_lit(b, " UTC [");
 	lb_u64(b, (uint64_t)log_pid);
-	lb_str(b, "] ");
+	lb_lit(b, "] ");
 	size_t body = b->len;
 	lb_str(b, log_bit_name(bit));
 	lb_raw(b, " ", 1);
@@ -793,11 +796,11 @@ void log_write(unsigned bit, const char *fmt, ...)
 /* A JSON "key":"value" pair (value escaped); NULL value = null. */
 static void lb_json_str(struct lbuf *b, const char *key, const char *v, size_t n)
 {
-	lb_str(b, ",\"");
+	lb_lit(b, ",\"");
 	lb_str(b, key);
-	lb_str(b, "\":");
+	lb_lit(b, "\":");
 	if (!v) {
-		lb_str(b, "null");
+		lb_lit(b, "null");
 		return;
 	}
 	lb_raw(b, "\"", 1);
@@ -825,14 +828,14 @@ void log_query(const struct log_query_line *q)
 		/* msg: a short human summary; the fields carry the data. */
 		if (q->tag) {
 			lb_esc(b, q->tag, strlen(q->tag), false);
-			lb_str(b, " in ");
+			lb_lit(b, " in ");
 		} else {
-			lb_str(b, "failed with ");
+			lb_lit(b, "failed with ");
 			lb_str(b, q->sqlstate);
-			lb_str(b, " after ");
+			lb_lit(b, " after ");
 		}
 		lb_ms(b, q->duration_us > 0 ? (uint64_t)q->duration_us : 0);
-		lb_str(b, " ms\",\"conn\":\"C-");
+		lb_lit(b, " ms\",\"conn\":\"C-");
 		lb_u64(b, q->conn_id);
 		lb_raw(b, "\"", 1);
 		lb_json_str(b, "client", q->client, strlen(q->client));
@@ -840,9 +843,9 @@ void log_query(const struct log_query_line *q)
 		lb_json_str(b, "user", q->user, strlen(q->user));
 		lb_json_str(b, "application_name", q->application_name,
 			    strlen(q->application_name));
-		lb_str(b, ",\"protocol\":\"");
+		lb_lit(b, ",\"protocol\":\"");
 		lb_str(b, proto);
-		lb_str(b, "\",\"duration_ms\":");
+		lb_lit(b, "\",\"duration_ms\":");
 		lb_ms(b, q->duration_us > 0 ? (uint64_t)q->duration_us : 0);
 		lb_json_str(b, "tag", q->tag, q->tag ? strlen(q->tag) : 0);
 		lb_json_str(b, "sqlstate", q->sqlstate, q->sqlstate ? strlen(q->sqlstate) : 0);
@@ -850,45 +853,45 @@ void log_query(const struct log_query_line *q)
 		if (q->statement_full_len)
 			lb_fmt(b, ",\"statement_length\":%zu", q->statement_full_len);
 		else
-			lb_str(b, ",\"statement_length\":null");
+			lb_lit(b, ",\"statement_length\":null");
 		lb_str(b, q->truncated ? ",\"truncated\":true" : ",\"truncated\":false");
 		lb_json_str(b, "parameters", q->parameters, q->parameters_len);
-		lb_str(b, "}\n");
+		lb_lit(b, "}\n");
 	} else {
-		lb_str(b, "C-");
+		lb_lit(b, "C-");
 		lb_u64(b, q->conn_id);
-		lb_str(b, " client=");
+		lb_lit(b, " client=");
 		lb_str(b, q->client);
-		lb_str(b, " db=");
+		lb_lit(b, " db=");
 		lb_esc(b, q->database, strlen(q->database), false);
-		lb_str(b, " user=");
+		lb_lit(b, " user=");
 		lb_esc(b, q->user, strlen(q->user), false);
-		lb_str(b, " app=\"");
+		lb_lit(b, " app=\"");
 		lb_esc(b, q->application_name, strlen(q->application_name), true);
-		lb_str(b, "\" protocol=");
+		lb_lit(b, "\" protocol=");
 		lb_str(b, proto);
-		lb_str(b, " duration=");
+		lb_lit(b, " duration=");
 		lb_ms(b, q->duration_us > 0 ? (uint64_t)q->duration_us : 0);
-		lb_str(b, " ms ");
+		lb_lit(b, " ms ");
 		if (q->tag) {
-			lb_str(b, "tag=\"");
+			lb_lit(b, "tag=\"");
 			lb_esc(b, q->tag, strlen(q->tag), true);
-			lb_str(b, "\"");
+			lb_lit(b, "\"");
 		} else {
 			lb_fmt(b, "error=%s", q->sqlstate);
 		}
 		if (q->parameters) {
-			lb_str(b, " parameters: ");
+			lb_lit(b, " parameters: ");
 			lb_esc(b, q->parameters, q->parameters_len, false);
 		}
 		if (!q->truncated)
-			lb_str(b, " statement: ");
+			lb_lit(b, " statement: ");
 		else if (q->statement_full_len)
 			lb_fmt(b, " statement (truncated, %zu bytes): ", q->statement_full_len);
 		else
-			lb_str(b, " statement (truncated): ");
+			lb_lit(b, " statement (truncated): ");
 		lb_esc(b, q->statement, q->statement_len, false);
-		lb_str(b, "\n");
+		lb_lit(b, "\n");
 	}
 	if (!batched) {
 		log_emit(LOGB_QUERY, b->p, b->len, body);
