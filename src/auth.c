@@ -13,9 +13,34 @@
 
 #include "config.h"
 
+/*
+ * Random bytes come from OpenSSL's CSPRNG a block at a time: each RAND_bytes
+ * call costs about 6,000 instructions of provider dispatch and locking
+ * whatever its size, and a login needs three small pieces (the SCRAM nonce,
+ * the cancel key). Bytes handed out are wiped from the block at once. One
+ * block per thread; berth never forks, so no two processes share one.
+ */
+#define RANDOM_BLOCK 512
+static _Thread_local struct {
+	uint8_t bytes[RANDOM_BLOCK];
+	size_t used; /* bytes[used..] are unread; RANDOM_BLOCK: empty */
+	bool filled;
+} rnd;
+
 bool auth_random(void *buf, size_t n)
 {
-	return RAND_bytes(buf, (int)n) == 1;
+	if (n > RANDOM_BLOCK / 4)
+		return RAND_bytes(buf, (int)n) == 1;
+	if (!rnd.filled || RANDOM_BLOCK - rnd.used < n) {
+		if (RAND_bytes(rnd.bytes, RANDOM_BLOCK) != 1)
+			return false;
+		rnd.used = 0;
+		rnd.filled = true;
+	}
+	memcpy(buf, rnd.bytes + rnd.used, n);
+	explicit_bzero(rnd.bytes + rnd.used, n);
+	rnd.used += n;
+	return true;
 }
 
 void auth_cache_clear(struct auth_cache *cache)

@@ -142,9 +142,15 @@ void client_set_state(struct client *c, enum client_state st)
 
 /* ---- output helpers ------------------------------------------------------ */
 
+/* Queue messages for the client; sent by the next client_send (or sbuf_flush). */
+static bool client_queue(struct client *c, const struct pkt_writer *wr)
+{
+	return writer_ok(wr) && sbuf_queue(&c->sb, wr->buf, wr->len);
+}
+
 static bool client_send(struct client *c, const struct pkt_writer *wr)
 {
-	if (!writer_ok(wr) || !sbuf_queue(&c->sb, wr->buf, wr->len))
+	if (!client_queue(c, wr))
 		return false;
 	sbuf_flush(&c->sb);
 	return true;
@@ -432,13 +438,20 @@ static enum sbuf_action client_handle_startup(struct client *c, const struct pkt
 
 /* ---- authentication ------------------------------------------------------ */
 
+/*
+ * A request the client must answer goes out at once. SASLFinal and
+ * AuthenticationOk are only queued: the login's last messages
+ * (ParameterStatus .. ReadyForQuery, or an error) follow in the same send(),
+ * one syscall per login instead of three.
+ */
 static void client_auth_request(struct client *c, uint32_t code, const void *extra, size_t n)
 {
 	uint8_t buf[128];
 	struct pkt_writer wr;
 	writer_init(&wr, buf, sizeof(buf));
 	codec_write_auth_request(&wr, code, extra, n);
-	if (!client_send(c, &wr))
+	bool more_follows = code == AUTHREQ_SASL_FINAL || code == AUTHREQ_OK;
+	if (!(more_follows ? client_queue(c, &wr) : client_send(c, &wr)))
 		client_close(c, "out of memory");
 }
 
@@ -626,11 +639,13 @@ static void client_login_ok(struct client *c)
 	client_auth_request(c, AUTHREQ_OK, NULL, 0);
 	if (c->state == CL_CLOSED)
 		return;
-	if (!auth_random(&c->cancel_pid, sizeof(c->cancel_pid)) ||
-	    !auth_random(&c->cancel_key, sizeof(c->cancel_key))) {
+	uint32_t key[2]; /* one call to the CSPRNG for both */
+	if (!auth_random(key, sizeof(key))) {
 		client_fail(c, ERR_INTERNAL, "no random bytes");
 		return;
 	}
+	c->cancel_pid = key[0];
+	c->cancel_key = key[1];
 	c->cancel_pid &= 0x7fffffff; /* looks like a pid: positive */
 	if (admin_is_console_db(c->database)) {
 		/* The admin console: no pool; admin.c answers everything from here on. */
@@ -659,6 +674,7 @@ static void client_login_ok(struct client *c)
 		return;
 	}
 	client_set_state(c, CL_LOGIN_WAIT);
+	sbuf_flush(&c->sb); /* AuthenticationOk now; the rest when the pool has logged in */
 	/* Stop reading until login completes: the client may not speak yet. */
 	sbuf_stop_reading(&c->sb);
 	pool_maintain(c->pool, worker_now_us(c->w));
