@@ -294,6 +294,33 @@ static struct server *pool_lendable_idle(struct pool *p)
 	return NULL;
 }
 
+/*
+ * Serve waiting clients from the idle list: lend servers used recently, and
+ * run server_check_query on ones idle past server_check_delay (a passing
+ * check lends its server to the first waiting client, pool_server_ready).
+ * A check starts for every waiting client not already covered by one in
+ * flight: checking a single server while the others sit idle would leave
+ * every waiting client queued behind that one connection for as long as
+ * the queue never empties.
+ */
+static void pool_serve_waiting(struct pool *p, int64_t now)
+{
+	struct server *s;
+	while (!list_empty(&p->cl_waiting) && (s = pool_lendable_idle(p)) != NULL) {
+		if (!server_needs_check(s, now)) {
+			pool_server_ready(p, s);
+			if (s->state == SV_IDLE && !s->close_needed)
+				break; /* not lendable now (paused): nothing else is either */
+			continue;
+		}
+		size_t checking = list_count_upto(&p->sv_resetting, SIZE_MAX);
+		if (list_count_upto(&p->cl_waiting, checking + 1) <= checking)
+			break; /* a check or reset in flight for each waiting client */
+		if (!server_start_check(s))
+			server_close(s, "could not queue server_check_query");
+	}
+}
+
 bool pool_request_server(struct pool *p, struct client *c)
 {
 	if (p->w->rt->shutdown == SHUTDOWN_WAIT_SERVERS) {
@@ -308,21 +335,20 @@ bool pool_request_server(struct pool *p, struct client *c)
 	}
 	int64_t now = worker_now_us(p->w);
 	struct server *s = pool_lendable_idle(p);
-	if (s && list_empty(&p->cl_waiting)) {
-		if (!server_needs_check(s, now)) {
-			client_link_server(c, s);
-			return c->state == CL_ACTIVE;
-		}
-		/* Idle for long: check it first; the client waits for it (or another). */
-		if (!server_start_check(s))
-			server_close(s, "could not queue server_check_query");
+	if (s && list_empty(&p->cl_waiting) && !server_needs_check(s, now)) {
+		client_link_server(c, s);
+		return c->state == CL_ACTIVE;
 	}
 	/* No server to lend: fail at once if the upstream is known to be down. */
-	if (p->n_servers == 0 && p->last_error[0] && now < p->next_connect_us) {
+	if (!s && p->n_servers == 0 && p->last_error[0] && now < p->next_connect_us) {
 		client_fail(c, ERR_CONNECTION_FAILURE, "server login failed: %s", p->last_error);
 		return false;
 	}
+	/* Queue (FIFO); idle servers due for a check are checked, one per waiting client. */
 	client_set_state(c, CL_WAITING);
+	pool_serve_waiting(p, now);
+	if (c->state != CL_WAITING)
+		return c->state == CL_ACTIVE;
 	if (p->n_servers < p->pool_size + p->reserve_pool_size)
 		pool_maintain(p, now);
 	return false;
@@ -456,16 +482,7 @@ static void pool_wake(struct worker *w, const struct database *db)
 		struct pool *p = list_entry(pos, struct pool, node);
 		if ((db && p->db != db) || pool_db_paused(w, p->db))
 			continue;
-		struct server *s;
-		while (!list_empty(&p->cl_waiting) && (s = pool_lendable_idle(p)) != NULL) {
-			if (!server_needs_check(s, now)) {
-				pool_server_ready(p, s);
-				continue;
-			}
-			/* Checked first; a passing check serves the waiting clients itself. */
-			if (!server_start_check(s))
-				server_close(s, "could not queue server_check_query");
-		}
+		pool_serve_waiting(p, now);
 		pool_maintain(p, now);
 	}
 }

@@ -73,3 +73,47 @@ def test_server_idle_timeout(berth, pg):
         c.execute("SELECT 1")
     assert pg.server_conns("app") == 1
     pg.wait_server_conns(lambda n: n == 0, timeout=5)
+
+
+@pytest.mark.timeout(60)
+def test_waiting_clients_get_every_checked_server(berth, pg):
+    """All idle servers are due for a check and more clients than servers
+    send at once: each waiting client gets a check of its own, so the whole
+    pool serves them (not one checked server while the others sit idle).
+    The check sleeps, so every client is queued before the first one ends."""
+    import threading
+    b = berth("transaction", pool_size=4, server_check_delay=0.5,
+              server_check_query="SELECT pg_sleep(0.3)")
+
+    def crowd(n, rounds):
+        pids, errors = [], []
+        conns = [b.connect() for _ in range(n)]
+        start = threading.Barrier(n)
+
+        def busy(c):
+            try:
+                start.wait()
+                for _ in range(rounds):
+                    pids.append(c.execute("SELECT pg_backend_pid(), pg_sleep(0.1)").fetchone()[0])
+            except Exception as e:  # reported below
+                errors.append(e)
+
+        threads = [threading.Thread(target=busy, args=(c,)) for c in conns]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for c in conns:
+            c.close()
+        assert not errors, errors
+        return pids
+
+    assert len(set(crowd(4, 1))) == 4  # four servers, all opened
+    assert pg.server_conns() == 4
+    time.sleep(1.0)  # every one idle past server_check_delay
+    pids = crowd(10, 3)
+    assert len(pids) == 30
+    # Ten clients keep the queue full for the whole run: with one check at a
+    # time, one server would have served them all.
+    assert len(set(pids)) == 4, sorted(set(pids))
+    assert pg.server_conns() == 4
