@@ -540,8 +540,13 @@ static _Thread_local struct {
 
 static int log_pid;
 
+/*
+ * Start a line at b->len; returns where its syslog body starts (text: after
+ * the date and pid, at the level; JSON: the whole object, from the line start).
+ */
 static size_t lb_prefix(struct lbuf *b, unsigned bit)
 {
+	size_t line_start = b->len;
 	struct timeval tv;
 	gettimeofday(&tv, NULL);
 	if (tv.tv_sec != log_second.sec) {
@@ -567,7 +572,7 @@ static size_t lb_prefix(struct lbuf *b, unsigned bit)
 		lb_lit(b, "\",\"pid\":");
 		lb_u64(b, (uint64_t)log_pid);
 		lb_lit(b, ",\"msg\":\"");
-		return 0;
+		return line_start;
 	}
 	lb_raw(b, log_second.text, 19);
 	lb_raw(b, ".", 1);

@@ -23,6 +23,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <event2/event.h>
+
 #include "codec.h"
 #include "config.h"
 #include "log.h"
@@ -462,6 +464,83 @@ static void test_syslog_datagrams(void **state)
 	log_set_syslog_path("/dev/log");
 }
 
+static size_t count_of(const char *hay, const char *needle)
+{
+	size_t n = 0;
+	for (const char *p = hay; (p = strstr(p, needle)) != NULL; p += strlen(needle))
+		n++;
+	return n;
+}
+
+/*
+ * With a loop attached, query lines wait for the end of the loop round and
+ * then reach the log file together; syslog still gets one datagram per line,
+ * each holding its own line only (JSON: one object).
+ */
+static void test_batched_query_lines(void **state)
+{
+	(void)state;
+	char sock[96], file[96], env[128];
+	snprintf(sock, sizeof(sock), "%s/batch.sock", tmpdir);
+	snprintf(file, sizeof(file), "%s/batch.log", tmpdir);
+	snprintf(env, sizeof(env), "BERTH_LOGFILE=%s", file);
+	int s = socket(AF_UNIX, SOCK_DGRAM, 0);
+	assert_true(s >= 0);
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock);
+	assert_int_equal(bind(s, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	log_set_syslog_path(sock);
+	struct config *cfg = cfg_with("BERTH_LOG_LEVEL=error,warn,query", "BERTH_LOG_FORMAT=json",
+				      "BERTH_SYSLOG=1", env, NULL);
+	int saved = dup(STDERR_FILENO), null = open("/dev/null", O_WRONLY);
+	dup2(null, STDERR_FILENO);
+	log_configure(cfg);
+	struct event_base *base = event_base_new();
+	assert_non_null(base);
+	log_attach_loop(base);
+
+	emit_query(); /* two lines in one round */
+	char buf[2048];
+	for (int i = 0; i < 2; i++) {
+		ssize_t n = recv(s, buf, sizeof(buf) - 1, MSG_DONTWAIT);
+		assert_true(n > 0);
+		buf[n] = 0;
+		assert_int_equal(count_of(buf, "{\"ts\":"), 1);
+		assert_non_null(strstr(buf, i == 0 ? "\"tag\":\"INSERT 0 1\"" : "\"sqlstate\":\"42P01\""));
+	}
+	char text[4096];
+	FILE *f = fopen(file, "r");
+	assert_non_null(f);
+	size_t n = fread(text, 1, sizeof(text) - 1, f);
+	assert_int_equal(n, 0); /* the round has not ended */
+	assert_true(event_base_loop(base, EVLOOP_NONBLOCK) >= 0); /* 1: nothing left to run */
+	clearerr(f);
+	n = fread(text, 1, sizeof(text) - 1, f);
+	text[n] = 0;
+	assert_int_equal(count_of(text, "\n"), 2);
+	assert_int_equal(count_of(text, "\"level\":\"query\""), 2);
+
+	emit_query(); /* detaching flushes */
+	log_detach_loop();
+	clearerr(f);
+	n = fread(text, 1, sizeof(text) - 1, f);
+	text[n] = 0;
+	assert_int_equal(count_of(text, "\n"), 2);
+	fclose(f);
+	event_base_free(base);
+
+	cfg->syslog = false;
+	log_configure(cfg);
+	config_free(cfg);
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	close(null);
+	close(s);
+	unlink(sock);
+	unlink(file);
+	log_set_syslog_path("/dev/log");
+}
+
 struct reader {
 	int fd;
 	bool found;
@@ -561,6 +640,7 @@ int main(void)
 		cmocka_unit_test(test_json_format),
 		cmocka_unit_test(test_logfile_and_reopen),
 		cmocka_unit_test(test_syslog_datagrams),
+		cmocka_unit_test(test_batched_query_lines),
 		cmocka_unit_test(test_stderr_pipe_nobody_reads),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
