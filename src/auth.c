@@ -23,23 +23,22 @@
 #define RANDOM_BLOCK 512
 static _Thread_local struct {
 	uint8_t bytes[RANDOM_BLOCK];
-	size_t used; /* bytes[used..] are unread; RANDOM_BLOCK: empty */
-	bool filled;
+	size_t left; /* unread bytes, at the end of the block */
 } rnd;
 
 bool auth_random(void *buf, size_t n)
 {
 	if (n > RANDOM_BLOCK / 4)
 		return RAND_bytes(buf, (int)n) == 1;
-	if (!rnd.filled || RANDOM_BLOCK - rnd.used < n) {
+	if (rnd.left < n) {
 		if (RAND_bytes(rnd.bytes, RANDOM_BLOCK) != 1)
 			return false;
-		rnd.used = 0;
-		rnd.filled = true;
+		rnd.left = RANDOM_BLOCK;
 	}
-	memcpy(buf, rnd.bytes + rnd.used, n);
-	explicit_bzero(rnd.bytes + rnd.used, n);
-	rnd.used += n;
+	uint8_t *p = rnd.bytes + RANDOM_BLOCK - rnd.left;
+	memcpy(buf, p, n);
+	explicit_bzero(p, n);
+	rnd.left -= n;
 	return true;
 }
 

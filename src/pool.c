@@ -340,7 +340,7 @@ bool pool_request_server(struct pool *p, struct client *c)
 		return c->state == CL_ACTIVE;
 	}
 	/* No server to lend: fail at once if the upstream is known to be down. */
-	if (!s && p->n_servers == 0 && p->last_error[0] && now < p->next_connect_us) {
+	if (p->n_servers == 0 && p->last_error[0] && now < p->next_connect_us) {
 		client_fail(c, ERR_CONNECTION_FAILURE, "server login failed: %s", p->last_error);
 		return false;
 	}

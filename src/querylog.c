@@ -205,26 +205,32 @@ static bool sql_space(char ch)
 	return ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r' || ch == '\f';
 }
 
-/* Next whole word "password" (any case) at or after from; len if none. */
+/* Position of the first c in s[i..end), or end. memchr is vectorised. */
+static size_t next_byte(const char *s, char c, size_t i, size_t end)
+{
+	const char *q = i < end ? memchr(s + i, c, end - i) : NULL;
+	return q ? (size_t)(q - s) : end;
+}
+
+/*
+ * Next whole word "password" (any case) at or after from; len if none.
+ * Only a 'p' or 'P' can start it: both are found by memchr, so a statement
+ * without one costs two scans.
+ */
 static size_t find_password(const char *s, size_t len, size_t from)
 {
 	if (len < 8)
 		return len;
-	/* memchr for each case: vectorised, so a statement without a 'p' costs almost nothing. */
-	const char *lo = NULL, *up = NULL;
-	size_t lo_from = 0, up_from = 0;
-	for (size_t i = from; i + 8 <= len; i++) {
-		if (lo_from <= i) {
-			lo = memchr(s + i, 'p', len - 8 + 1 - i);
-			lo_from = lo ? (size_t)(lo - s) : len;
-		}
-		if (up_from <= i) {
-			up = memchr(s + i, 'P', len - 8 + 1 - i);
-			up_from = up ? (size_t)(up - s) : len;
-		}
-		i = lo_from < up_from ? lo_from : up_from;
-		if (i + 8 > len)
-			break;
+	size_t end = len - 8 + 1; /* last possible start + 1 */
+	size_t lo = next_byte(s, 'p', from, end), up = next_byte(s, 'P', from, end);
+	for (;;) {
+		size_t i = lo < up ? lo : up;
+		if (i >= end)
+			return len;
+		if (i == lo)
+			lo = next_byte(s, 'p', i + 1, end);
+		else
+			up = next_byte(s, 'P', i + 1, end);
 		if (strncasecmp(s + i, "password", 8) != 0)
 			continue;
 		if (i > 0 && ident_char((unsigned char)s[i - 1]))
@@ -233,7 +239,6 @@ static size_t find_password(const char *s, size_t len, size_t from)
 			continue; /* password_encryption, passwords */
 		return i;
 	}
-	return len;
 }
 
 /*

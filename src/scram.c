@@ -16,7 +16,6 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <stringprep.h>
 
 #define SCRAM_VERIFIER_PREFIX "SCRAM-SHA-256$"
