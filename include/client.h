@@ -98,8 +98,13 @@ struct client {
 	struct querylog *ql;       /* query logging state; NULL until this client logs a statement */
 };
 
-/* Take an accepted, non-blocking socket. Refuses (after startup) past max_client_conn. */
-void client_accept(struct worker *w, int fd, const struct sockaddr *addr, socklen_t addrlen);
+/*
+ * Take an accepted, non-blocking socket. Refuses (after startup) past
+ * max_client_conn. bytes_waiting: the kernel held the connection until its
+ * first bytes came (TCP_DEFER_ACCEPT), so read them now, not a wake-up later.
+ */
+void client_accept(struct worker *w, int fd, const struct sockaddr *addr, socklen_t addrlen,
+		   bool bytes_waiting);
 /* Give the client the server it waited for; resumes its pending request. */
 void client_link_server(struct client *c, struct server *s);
 /* The pool learned server parameters: finish this client's login. */

@@ -1,7 +1,8 @@
 /*
  * listener.h - listening sockets (TCP per listen_addr, and the unix socket
  * .s.PGSQL.<port> in unix_socket_dir), accept, socket options. Reads no
- * client bytes: accepted sockets go straight to client_accept().
+ * client bytes: accepted sockets go straight to client_accept(), told
+ * whether the kernel held them until their first bytes came.
  */
 #ifndef BERTH_LISTENER_H
 #define BERTH_LISTENER_H
@@ -10,17 +11,31 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+#include <event2/event_struct.h>
+
 #include "compiler.h"
 
 struct config;
 struct worker;
-struct evconnlistener;
+struct listener;
 
 #define LISTENER_MAX 8
 
+struct listen_sock {
+	struct event ev;       /* readable: a connection to accept */
+	struct event pause;    /* re-arms ev after accept ran out of descriptors */
+	struct listener *ls;
+	int fd;
+	bool tcp;
+	bool defer_accept;     /* TCP_DEFER_ACCEPT is on: accepted sockets have bytes waiting */
+	bool keepalive;        /* SO_KEEPALIVE as set on the listen socket now */
+};
+
 struct listener {
-	struct evconnlistener *l[LISTENER_MAX];
+	struct listen_sock socks[LISTENER_MAX];
 	int n;
+	bool inherit_checked;  /* first TCP accept looked at the accepted socket's options */
+	bool inherits;         /* accepted sockets inherit TCP_NODELAY/SO_KEEPALIVE (Linux) */
 	struct worker *w;
 	char unix_path[256]; /* to unlink on stop; empty if none */
 	dev_t unix_dev;      /* ...if the file there is still ours */

@@ -107,6 +107,8 @@ struct sbuf {
 void sbuf_init(struct sbuf *sb, struct worker *w, int fd, const struct sbuf_ops *ops, void *owner);
 /* Start (or restart) reading and process anything already buffered. */
 void sbuf_start(struct sbuf *sb);
+/* Read and process now, as if the socket had just been reported readable. May close the owner. */
+void sbuf_read_now(struct sbuf *sb);
 /* Continue after SB_PAUSE: process buffered messages, then read again. May close the owner. */
 void sbuf_resume(struct sbuf *sb);
 /* Stop reading (keeps buffered bytes). */

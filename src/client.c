@@ -244,7 +244,8 @@ static void client_on_error(struct sbuf *sb, const char *reason)
 
 /* ---- accept ---------------------------------------------------------------- */
 
-void client_accept(struct worker *w, int fd, const struct sockaddr *addr, socklen_t addrlen)
+void client_accept(struct worker *w, int fd, const struct sockaddr *addr, socklen_t addrlen,
+		   bool bytes_waiting)
 {
 	const struct config *cfg = worker_config(w);
 	/*
@@ -270,12 +271,6 @@ void client_accept(struct worker *w, int fd, const struct sockaddr *addr, sockle
 		memcpy(&c->addr, addr, addrlen);
 	else
 		c->addr.sa.sa_family = addr->sa_family;
-	if (addr->sa_family == AF_INET || addr->sa_family == AF_INET6) {
-		int one = 1;
-		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		if (cfg->tcp_keepalive)
-			setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
-	}
 	w->n_clients++;
 	w->stats.clients_accepted++;
 	c->over_limit = w->n_clients > (size_t)cfg->max_client_conn;
@@ -287,6 +282,8 @@ void client_accept(struct worker *w, int fd, const struct sockaddr *addr, sockle
 		sbuf_set_suspended(&c->sb, true); /* SUSPEND: it waits for RESUME */
 	client_set_state(c, CL_STARTUP);
 	sbuf_start(&c->sb);
+	if (bytes_waiting)
+		sbuf_read_now(&c->sb);
 }
 
 /* ---- startup ---------------------------------------------------------------- */

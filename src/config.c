@@ -135,7 +135,6 @@ static const struct compat_key compat_main_keys[] = {
 	{"tcp_keepidle", "*", "berth uses the OS keepalive settings"},
 	{"tcp_keepintvl", "*", "berth uses the OS keepalive settings"},
 	{"tcp_user_timeout", "*", "berth uses the OS default"},
-	{"tcp_defer_accept", "*", "not configurable in berth"},
 	{"tcp_socket_buffer", "*", "berth uses the OS default"},
 	{"sbuf_loopcnt", "*", "not configurable in berth"},
 	{"suspend_timeout", "*", "not configurable in berth"},

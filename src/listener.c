@@ -2,13 +2,25 @@
  * listener.c - listen sockets and accept. TCP addresses come from
  * listen_addr ("*" = every address, comma list allowed) and listen_port
  * (or listen = host:port); the unix socket lives in unix_socket_dir.
- * Never reads client bytes.
+ *
+ * A new connection costs as few syscalls and wake-ups as we can make it:
+ * - TCP_DEFER_ACCEPT (tcp_defer_accept): the kernel wakes us only once the
+ *   client's first packet is there, so accept and the first read share one
+ *   wake-up and client_accept() reads at once;
+ * - TCP_NODELAY and SO_KEEPALIVE are set on the listen socket, which Linux
+ *   copies into every accepted one (checked on the first accept; if the
+ *   platform does not, they are set per socket as before);
+ * - one accept per readiness: the event is level-triggered, so a backlog is
+ *   taken a connection per loop round instead of ending every wake-up with
+ *   an accept that fails with EAGAIN.
  */
 #include "listener.h"
 
 #include <errno.h>
-#include <event2/listener.h>
+#include <event2/event.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -21,23 +33,90 @@
 #include "log.h"
 #include "runtime.h"
 
-static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *addr, int len,
-		      void *arg)
+/* Out of descriptors or memory: stop accepting this long instead of spinning. */
+#define ACCEPT_PAUSE_MS 1000
+
+static bool set_int_opt(int fd, int level, int name, int value)
 {
-	(void)l;
-	client_accept(arg, fd, addr, (socklen_t)len);
+	return setsockopt(fd, level, name, &value, sizeof(value)) == 0;
 }
 
-static void accept_error_cb(struct evconnlistener *l, void *arg)
+/* The listen socket's keepalive follows tcp_keepalive (a reloadable setting). */
+static void sync_keepalive(struct listen_sock *s, const struct config *cfg)
 {
-	(void)l;
-	(void)arg;
-	/* EMFILE and friends: log and carry on; libevent retries on the next readiness. */
-	log_error("accept failed: %s", strerror(errno));
+	if (s->keepalive != cfg->tcp_keepalive &&
+	    set_int_opt(s->fd, SOL_SOCKET, SO_KEEPALIVE, cfg->tcp_keepalive))
+		s->keepalive = cfg->tcp_keepalive;
 }
 
-static bool listen_fd(struct listener *ls, struct worker *w, int fd, int backlog, char *err,
-		      size_t errlen)
+/*
+ * First TCP accept: did the socket inherit the listener's options? If not
+ * (not Linux), every accepted socket gets them set from now on.
+ */
+static void check_inherited(struct listener *ls, int fd)
+{
+	int v = 0;
+	socklen_t len = sizeof(v);
+	ls->inherit_checked = true;
+	ls->inherits = getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &v, &len) == 0 && v;
+	if (!ls->inherits)
+		log_debug("accepted sockets do not inherit TCP_NODELAY: setting it per connection");
+}
+
+static void set_client_opts(struct listener *ls, int fd, const struct config *cfg)
+{
+	if (!ls->inherit_checked)
+		check_inherited(ls, fd);
+	if (ls->inherits)
+		return;
+	set_int_opt(fd, IPPROTO_TCP, TCP_NODELAY, 1);
+	if (cfg->tcp_keepalive)
+		set_int_opt(fd, SOL_SOCKET, SO_KEEPALIVE, 1);
+}
+
+static void resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct listen_sock *s = arg;
+	(void)fd;
+	(void)what;
+	event_add(&s->ev, NULL);
+}
+
+/* EMFILE and friends: the backlog stays readable, so pause instead of spinning. */
+static void pause_accepting(struct listen_sock *s, int err)
+{
+	log_error("accept failed: %s; not accepting for %d ms", strerror(err), ACCEPT_PAUSE_MS);
+	event_del(&s->ev);
+	struct timeval tv = {ACCEPT_PAUSE_MS / 1000, (ACCEPT_PAUSE_MS % 1000) * 1000};
+	evtimer_add(&s->pause, &tv);
+}
+
+static void accept_cb(evutil_socket_t lfd, short what, void *arg)
+{
+	struct listen_sock *s = arg;
+	struct listener *ls = s->ls;
+	const struct config *cfg = worker_config(ls->w);
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	(void)what;
+	int fd = accept4(lfd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	if (fd < 0) {
+		if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+			pause_accepting(s, errno);
+		/* EAGAIN, EINTR, ECONNABORTED...: the next readiness tries again. */
+		return;
+	}
+	bool first_bytes_waiting = false;
+	if (s->tcp) {
+		set_client_opts(ls, fd, cfg);
+		sync_keepalive(s, cfg);
+		first_bytes_waiting = s->defer_accept;
+	}
+	client_accept(ls->w, fd, (struct sockaddr *)&ss, len, first_bytes_waiting);
+}
+
+static bool listen_fd(struct listener *ls, struct worker *w, int fd, bool tcp, int backlog,
+		      const struct config *cfg, char *err, size_t errlen)
 {
 	if (ls->n == LISTENER_MAX) {
 		snprintf(err, errlen, "too many listen addresses");
@@ -50,21 +129,36 @@ static bool listen_fd(struct listener *ls, struct worker *w, int fd, int backlog
 		return false;
 	}
 	evutil_make_socket_nonblocking(fd);
-	struct evconnlistener *l = evconnlistener_new(
-		w->base, accept_cb, w, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
-	if (!l) {
-		snprintf(err, errlen, "evconnlistener_new failed");
+	struct listen_sock *s = &ls->socks[ls->n];
+	memset(s, 0, sizeof(*s));
+	s->ls = ls;
+	s->fd = fd;
+	s->tcp = tcp;
+	if (tcp) {
+		set_int_opt(fd, IPPROTO_TCP, TCP_NODELAY, 1);
+		if (cfg->tcp_keepalive && set_int_opt(fd, SOL_SOCKET, SO_KEEPALIVE, 1))
+			s->keepalive = true;
+#ifdef TCP_DEFER_ACCEPT
+		s->defer_accept = cfg->tcp_defer_accept > 0 &&
+				  set_int_opt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT,
+					      (int)cfg->tcp_defer_accept);
+#endif
+	}
+	if (event_assign(&s->ev, w->base, fd, EV_READ | EV_PERSIST, accept_cb, s) < 0 ||
+	    evtimer_assign(&s->pause, w->base, resume_cb, s) < 0 || event_add(&s->ev, NULL) < 0) {
+		snprintf(err, errlen, "could not watch the listen socket");
 		close(fd);
 		return false;
 	}
-	evconnlistener_set_error_cb(l, accept_error_cb);
-	ls->l[ls->n++] = l;
+	ls->n++;
 	return true;
 }
 
-static bool listen_tcp(struct listener *ls, struct worker *w, const char *host, int port,
-		       int backlog, bool reuseport, char *err, size_t errlen)
+static bool listen_tcp(struct listener *ls, struct worker *w, const struct config *cfg,
+		       const char *host, char *err, size_t errlen)
 {
+	int port = cfg->listen_port, backlog = cfg->listen_backlog;
+	bool reuseport = cfg->so_reuseport;
 	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
 				 .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
 	struct addrinfo *res = NULL;
@@ -100,7 +194,7 @@ static bool listen_tcp(struct listener *ls, struct worker *w, const char *host, 
 			freeaddrinfo(res);
 			return false;
 		}
-		if (!listen_fd(ls, w, fd, backlog, err, errlen)) {
+		if (!listen_fd(ls, w, fd, true, backlog, cfg, err, errlen)) {
 			freeaddrinfo(res);
 			return false;
 		}
@@ -115,9 +209,11 @@ static bool listen_tcp(struct listener *ls, struct worker *w, const char *host, 
 	return true;
 }
 
-static bool listen_unix(struct listener *ls, struct worker *w, const char *dir, int port, int mode,
-			int backlog, char *err, size_t errlen)
+static bool listen_unix(struct listener *ls, struct worker *w, const struct config *cfg,
+			char *err, size_t errlen)
 {
+	const char *dir = cfg->unix_socket_dir;
+	int port = cfg->listen_port;
 	struct sockaddr_un sun = {.sun_family = AF_UNIX};
 	int n = snprintf(sun.sun_path, sizeof(sun.sun_path), "%s/.s.PGSQL.%d", dir, port);
 	if (n < 0 || (size_t)n >= sizeof(sun.sun_path)) {
@@ -135,14 +231,14 @@ static bool listen_unix(struct listener *ls, struct worker *w, const char *dir, 
 		close(fd);
 		return false;
 	}
-	chmod(sun.sun_path, (mode_t)mode);
+	chmod(sun.sun_path, (mode_t)cfg->unix_socket_mode);
 	snprintf(ls->unix_path, sizeof(ls->unix_path), "%s", sun.sun_path);
 	struct stat st;
 	if (stat(sun.sun_path, &st) == 0) {
 		ls->unix_ino = st.st_ino;
 		ls->unix_dev = st.st_dev;
 	}
-	return listen_fd(ls, w, fd, backlog, err, errlen);
+	return listen_fd(ls, w, fd, false, cfg->listen_backlog, cfg, err, errlen);
 }
 
 bool listener_start(struct listener *ls, struct worker *w, const struct config *cfg, char *err,
@@ -160,16 +256,14 @@ bool listener_start(struct listener *ls, struct worker *w, const struct config *
 		if (!m)
 			break;
 		snprintf(one, sizeof(one), "%.*s", (int)m, p);
-		if (!listen_tcp(ls, w, one, cfg->listen_port, cfg->listen_backlog, cfg->so_reuseport,
-				err, errlen)) {
+		if (!listen_tcp(ls, w, cfg, one, err, errlen)) {
 			listener_stop(ls);
 			return false;
 		}
 		p += m;
 	}
 	if (cfg->unix_socket_dir && cfg->unix_socket_dir[0] &&
-	    !listen_unix(ls, w, cfg->unix_socket_dir, cfg->listen_port, cfg->unix_socket_mode,
-			 cfg->listen_backlog, err, errlen)) {
+	    !listen_unix(ls, w, cfg, err, errlen)) {
 		listener_stop(ls);
 		return false;
 	}
@@ -185,9 +279,9 @@ bool listener_start(struct listener *ls, struct worker *w, const struct config *
  * those connections, and with so_reuseport the kernel queued them here even
  * though another berth is ready to take the port over.
  */
-static void drain_backlog(struct evconnlistener *l, struct worker *w)
+static void drain_backlog(struct listen_sock *s, struct worker *w)
 {
-	int fd = evconnlistener_get_fd(l);
+	int fd = s->fd;
 	for (;;) {
 		struct sockaddr_storage ss;
 		socklen_t len = sizeof(ss);
@@ -197,16 +291,21 @@ static void drain_backlog(struct evconnlistener *l, struct worker *w)
 				continue;
 			return;
 		}
-		client_accept(w, c, (struct sockaddr *)&ss, len);
+		if (s->tcp)
+			set_client_opts(s->ls, c, worker_config(w));
+		client_accept(w, c, (struct sockaddr *)&ss, len, false);
 	}
 }
 
 void listener_stop(struct listener *ls)
 {
 	for (int i = 0; i < ls->n; i++) {
+		struct listen_sock *s = &ls->socks[i];
 		if (ls->w)
-			drain_backlog(ls->l[i], ls->w);
-		evconnlistener_free(ls->l[i]);
+			drain_backlog(s, ls->w);
+		event_del(&s->ev);
+		event_del(&s->pause);
+		close(s->fd);
 	}
 	ls->n = 0;
 	if (ls->unix_path[0]) {

@@ -659,6 +659,12 @@ static void sbuf_on_readable(struct sbuf *sb)
 	}
 }
 
+void sbuf_read_now(struct sbuf *sb)
+{
+	if (sb->fd >= 0 && sb->want_read)
+		sbuf_on_readable(sb);
+}
+
 static void sbuf_on_writable(struct sbuf *dst)
 {
 	bool failed = false;
