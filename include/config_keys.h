@@ -115,7 +115,7 @@ CONFIG_KEY(stats_period, CT_TIME, "60", 0, 0, CF_RELOAD,
 	   "Period over which SHOW STATS_AVERAGES averages (and the interval it is refreshed).")
 CONFIG_KEY(tcp_keepalive, CT_BOOL, "1", 0, 1, CF_RELOAD, "Turn on TCP keepalive on client sockets.")
 CONFIG_KEY(tcp_defer_accept, CT_INT, "1", 0, 3600, CF_RESTART,
-	   "Seconds the kernel may hold a new TCP client until its first bytes arrive (TCP_DEFER_ACCEPT, Linux), so accepting and reading the startup packet take one wake-up; 0 = off. PgBouncer's 1 (on) means the same here.")
+	   "Seconds the kernel may hold a new TCP client until its first bytes arrive (TCP_DEFER_ACCEPT, Linux), so accepting and reading the startup packet take one wake-up; 0 = off. PgBouncer's 1 (on) means the same here. Not used with so_reuseport, whose takeover must find every connection in the accept queue.")
 CONFIG_KEY(so_reuseport, CT_BOOL, "0", 0, 1, CF_RESTART,
 	   "Set SO_REUSEPORT on TCP listen sockets, so a second berth can take over the port (upgrades) without refused connections.")
 CONFIG_KEY(listen_backlog, CT_INT, "1024", 1, 65535, CF_RESTART,

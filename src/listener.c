@@ -139,7 +139,12 @@ static bool listen_fd(struct listener *ls, struct worker *w, int fd, bool tcp, i
 		if (cfg->tcp_keepalive && set_int_opt(fd, SOL_SOCKET, SO_KEEPALIVE, 1))
 			s->keepalive = true;
 #ifdef TCP_DEFER_ACCEPT
-		s->defer_accept = cfg->tcp_defer_accept > 0 &&
+		/*
+		 * Not with so_reuseport: a connection still waiting for its first
+		 * bytes is no accept-queue entry yet, so drain_backlog() cannot take
+		 * it when this berth hands the port over, and the kernel resets it.
+		 */
+		s->defer_accept = cfg->tcp_defer_accept > 0 && !cfg->so_reuseport &&
 				  set_int_opt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT,
 					      (int)cfg->tcp_defer_accept);
 #endif

@@ -136,6 +136,17 @@ def test_defer_accept_off_still_serves(berth):
         c.close()
 
 
+def test_no_defer_accept_with_so_reuseport(berth):
+    """A takeover drains the accept queue; a deferred connection is not in it yet."""
+    b = berth("transaction", pool_size=2, so_reuseport=1)
+    ls = listen_socket(b)
+    try:
+        assert opt(ls, socket.IPPROTO_TCP, TCP_DEFER_ACCEPT) == 0
+        assert opt(ls, socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+    finally:
+        ls.close()
+
+
 def test_startup_packet_in_pieces_with_defer_accept(berth):
     """Deferred accept hands over the first bytes; the rest of the packet comes later."""
     b = berth("transaction", pool_size=2)
