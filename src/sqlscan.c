@@ -165,14 +165,15 @@ static unsigned later_word(struct stmt_scan *st, const char *base, const char *w
 /* pg_advisory_* or pg_try_advisory_*, but not the _xact_ ones (they end with the transaction). */
 static bool is_session_advisory(const char *w, size_t n)
 {
-	const char *rest;
+	size_t prefix;
 	if (n >= 12 && strncasecmp(w, "pg_advisory_", 12) == 0)
-		rest = w + 12;
+		prefix = 12;
 	else if (n >= 16 && strncasecmp(w, "pg_try_advisory_", 16) == 0)
-		rest = w + 16;
+		prefix = 16;
 	else
 		return false;
-	return strncasecmp(rest, "xact", 4) != 0;
+	/* Within the word: the text may end right after it, with no NUL. */
+	return !(n - prefix >= 4 && strncasecmp(w + prefix, "xact", 4) == 0);
 }
 
 /*

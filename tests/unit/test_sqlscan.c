@@ -113,6 +113,15 @@ static void test_unterminated_input_is_safe(void **state)
 	const char *q = "SET x = E'a\\'b'; /* c */ SELECT pg_advisory_lock($1) -- d";
 	for (size_t n = 0; n <= strlen(q); n++)
 		(void)sqlscan_classify(q, n, NULL);
+	/*
+	 * Text that ends right after "pg_advisory_" names no xact function, whatever
+	 * the bytes past its end say (found by scripts/fuzz: the check read them).
+	 */
+	const char *x = "SELECT pg_advisory_xact_lock(1)";
+	assert_true(sqlscan_classify(x, strlen("SELECT pg_advisory_"), NULL) & SQL_SESSION_STATE);
+	const char *tx = "SELECT pg_try_advisory_xact_lock(1)";
+	assert_true(sqlscan_classify(tx, strlen("SELECT pg_try_advisory_"), NULL) & SQL_SESSION_STATE);
+	assert_int_equal(sqlscan_classify(x, strlen(x), NULL), 0);
 }
 
 int main(void)
