@@ -127,6 +127,11 @@ void sbuf_set_suspended(struct sbuf *sb, bool on);
 bool sbuf_queue(struct sbuf *sb, const void *data, size_t len) BERTH_MUSTCHECK;
 /* Send queued and pending forwarded bytes; true when everything left. */
 bool sbuf_flush(struct sbuf *sb);
+/*
+ * Send sb's own queue as far as the socket takes it now, and nothing else:
+ * no callbacks on failure, no write event (for a connection about to close).
+ */
+void sbuf_try_flush(struct sbuf *sb);
 /* True while the connection holds bytes not yet sent (either direction). */
 bool sbuf_has_pending(const struct sbuf *sb);
 /* Drop bytes received but not yet forwarded (peer went away). */

@@ -47,6 +47,8 @@ struct server {
 	char txn_status;              /* last ReadyForQuery status: 'I', 'T', 'E' */
 	bool release_after_flush;     /* transaction ended: back to the pool once sent */
 	bool skip_until_sync;         /* an error made the server skip requests until Sync */
+	bool unsynced;                /* Parse/Bind/Describe/Execute/Close sent and no Sync since:
+				       * the server may hold an open implicit transaction */
 	bool stmt_cache_stale;        /* a cached plan went stale (0A000): deallocate when free */
 	bool close_needed;            /* RECONNECT: close when next released, never lend again */
 	bool own_failed;              /* berth's own query failed */
@@ -61,8 +63,12 @@ void server_login_done(struct server *s, int fd, void *ssl, const struct param_l
 void server_login_failed(struct server *s, const char *why);
 /* Link to a client, queuing a parameter sync if needed. */
 bool server_link_client(struct server *s, struct client *c) BERTH_MUSTCHECK;
-/* The client left: reset, return to pool, or close as its state demands. */
-void server_client_gone(struct server *s);
+/*
+ * The client left: reset, return to pool, or close as its state demands.
+ * mid_message: part of a client message reached the server and the rest
+ * never will, so the connection is closed whatever else it looks like.
+ */
+void server_client_gone(struct server *s, bool mid_message);
 void server_close(struct server *s, const char *reason);
 void server_set_state(struct server *s, enum server_state st);
 const char *server_state_name(enum server_state st);

@@ -182,16 +182,21 @@ void client_close(struct client *c, const char *reason)
 		log_debug("C-%llu: closing: %s", (unsigned long long)c->id, reason);
 	struct server *s = c->server;
 	if (s) {
+		/* A message forwarded in part (or queued after a rewritten prefix) dies with us. */
+		const struct sbuf *sb = &c->sb;
+		bool mid_message = sb->fwd_left || sb->fwd_after_skip ||
+				   (sb->io && sb->io->sent < sb->io->parsed);
 		c->server = NULL;
 		sbuf_link(&c->sb, NULL);
-		server_client_gone(s);
+		server_client_gone(s, mid_message);
 	}
-	/* Best effort: push out a queued final message (error) before closing. */
-	if (c->sb.fd >= 0 && c->sb.out.len > c->sb.out.sent) {
-		bool dummy;
-		(void)dummy;
-		sbuf_flush(&c->sb);
-	}
+	/*
+	 * Best effort: push out a queued final message (error) before closing.
+	 * Quietly: a failed send must not call back into client_close (it
+	 * recursed until the stack ran out when the client had gone away).
+	 */
+	if (c->sb.fd >= 0 && c->sb.out.len > c->sb.out.sent)
+		sbuf_try_flush(&c->sb);
 	sbuf_close(&c->sb, false);
 	client_set_state(c, CL_CLOSED);
 }
@@ -1203,6 +1208,18 @@ static enum sbuf_action client_count_final(uint64_t *counter, enum sbuf_action a
 	return act;
 }
 
+/* The message types a logged-in client may send (protocol 3.0, PostgresMain's list). */
+static bool frontend_type_valid(uint8_t t)
+{
+	switch (t) {
+	case 'Q': case 'P': case 'B': case 'E': case 'F': case 'C': case 'D':
+	case 'H': case 'S': case 'X': case 'd': case 'c': case 'f':
+		return true;
+	default:
+		return false;
+	}
+}
+
 static enum sbuf_action client_handle_request(struct client *c, const struct pkt_hdr *hdr,
 					      const uint8_t *data, size_t avail)
 {
@@ -1213,6 +1230,14 @@ static enum sbuf_action client_handle_request(struct client *c, const struct pkt
 		if (client_output_pending(c))
 			return SB_FLUSH;
 		client_close(c, "client terminated");
+		return SB_CLOSED;
+	}
+	if (!frontend_type_valid(t)) {
+		/*
+		 * PostgreSQL answers an unknown type with FATAL and closes: do the
+		 * same here, before the garbage can cost a server connection.
+		 */
+		client_fail(c, ERR_PROTOCOL_VIOLATION, "invalid frontend message type %d", t);
 		return SB_CLOSED;
 	}
 	/* SQL text is read when the whole Query is at hand and fits a buffer. */
@@ -1232,6 +1257,14 @@ static enum sbuf_action client_handle_request(struct client *c, const struct pkt
 		if (!c->xact_start_us)
 			c->xact_start_us = c->query_start_us;
 	}
+	/*
+	 * Extended-protocol messages run in an implicit transaction that only
+	 * Sync ends: a client that leaves before its Sync leaves that open (a
+	 * SET or UPDATE the next client's query would commit), so the server
+	 * is then closed, not lent again.
+	 */
+	s->unsynced = t != 'S' && (s->unsynced || t == 'P' || t == 'B' || t == 'D' || t == 'E' ||
+				   t == 'C');
 	if (t == 'S') {
 		/* Sync ends error recovery on both sides. */
 		c->skip_until_sync = false;

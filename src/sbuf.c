@@ -344,6 +344,12 @@ bool sbuf_flush(struct sbuf *sb)
 	return true;
 }
 
+void sbuf_try_flush(struct sbuf *sb)
+{
+	bool failed = false;
+	(void)sbuf_flush_out(sb, &failed);
+}
+
 static bool obuf_append(struct obuf *o, const void *data, size_t len);
 
 bool sbuf_queue(struct sbuf *sb, const void *data, size_t len)

@@ -398,13 +398,13 @@ static bool server_start_reset(struct server *s)
 }
 
 /* Idle or reset the connection after its client left; close it if it is not clean. */
-void server_client_gone(struct server *s)
+void server_client_gone(struct server *s, bool mid_message)
 {
 	struct client *c = s->client;
 	struct pool *p = s->pool;
 	const struct config *cfg = worker_config(p->w);
-	bool clean = s->txn_status == 'I' && c && replyq_empty(&s->q) && !s->skip_until_sync &&
-		     !sbuf_has_pending(&s->sb) && !s->sb.io;
+	bool clean = !mid_message && s->txn_status == 'I' && c && replyq_empty(&s->q) &&
+		     !s->skip_until_sync && !s->unsynced && !sbuf_has_pending(&s->sb) && !s->sb.io;
 	bool pinned = c && c->pinned;
 	s->client = NULL;
 	s->release_after_flush = false;
