@@ -134,6 +134,8 @@ bool sbuf_flush(struct sbuf *sb);
 void sbuf_try_flush(struct sbuf *sb);
 /* True while the connection holds bytes not yet sent (either direction). */
 bool sbuf_has_pending(const struct sbuf *sb);
+/* True while a message from sb is being forwarded and its end has not come yet. */
+bool sbuf_mid_message(const struct sbuf *sb);
 /* Drop bytes received but not yet forwarded (peer went away). */
 void sbuf_discard_input(struct sbuf *sb);
 /* Release events, buffers and (unless keep_fd) the socket. */

@@ -184,8 +184,7 @@ void client_close(struct client *c, const char *reason)
 	if (s) {
 		/* A message forwarded in part (or queued after a rewritten prefix) dies with us. */
 		const struct sbuf *sb = &c->sb;
-		bool mid_message = sb->fwd_left || sb->fwd_after_skip ||
-				   (sb->io && sb->io->sent < sb->io->parsed);
+		bool mid_message = sbuf_mid_message(sb) || (sb->io && sb->io->sent < sb->io->parsed);
 		c->server = NULL;
 		sbuf_link(&c->sb, NULL);
 		server_client_gone(s, mid_message);

@@ -142,6 +142,11 @@ bool sbuf_has_pending(const struct sbuf *sb)
 	return (sb->io && sb->io->sent < sb->io->parsed) || sb->out.sent < sb->out.len;
 }
 
+bool sbuf_mid_message(const struct sbuf *sb)
+{
+	return sb->fwd_left > 0 || sb->fwd_after_skip > 0;
+}
+
 static void sbuf_release_io_if_empty(struct sbuf *sb)
 {
 	struct iobuf *io = sb->io;

@@ -297,8 +297,14 @@ bool server_drain_synth(struct server *s)
 /* Transaction mode: may the client's link end here? */
 static bool server_may_release(const struct server *s, const struct client *c)
 {
+	/*
+	 * Not while the client's next message is half forwarded (the server would
+	 * wait for the rest, and read the next client's bytes as it), nor while
+	 * extended-protocol messages wait for their Sync.
+	 */
 	return s->pool->pool_mode == POOL_TRANSACTION && s->txn_status == 'I' &&
-	       replyq_empty(&s->q) && !c->pinned && !c->resync_pending && !c->probe_wanted;
+	       replyq_empty(&s->q) && !s->unsynced && !sbuf_mid_message(&c->sb) && !c->pinned &&
+	       !c->resync_pending && !c->probe_wanted;
 }
 
 /* End the client's link and put the server back in the pool. */

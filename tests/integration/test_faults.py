@@ -86,3 +86,35 @@ def test_client_reset_while_error_queued_keeps_berth_alive(berth):
     assert b.alive(), b.stderr()[-3000:]
     with b.connect() as conn:
         assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_server_not_lent_while_a_message_is_half_forwarded(berth):
+    """A client's message whose body has not all come yet keeps its server: lent at the
+    ReadyForQuery before it, the next client's bytes would be read as the rest of it."""
+    import threading
+    b = berth("transaction", pool_size=1, query_wait_timeout=20)
+    c = pgwire.Conn(b.host, b.port)
+    result = {}
+    try:
+        c.login("app", b.password, "app")
+        body = b"z" * 27 + b"\0"  # CopyFail outside COPY: PostgreSQL ignores it whole
+        c.send(pgwire.query_msg("SELECT 1") + b"f" + struct.pack("!I", 4 + len(body)) + body[:10])
+        c.read_until([b"Z"])
+
+        def second():
+            t0 = time.monotonic()
+            with b.connect() as conn:
+                result["row"] = conn.execute("SELECT 2").fetchone()
+            result["waited"] = time.monotonic() - t0
+
+        t = threading.Thread(target=second)
+        t.start()
+        time.sleep(1.0)
+        assert "row" not in result, "the server was lent with half a message in it"
+        c.send(body[10:])
+        c.send(pgwire.terminate_msg())
+        t.join(15)
+    finally:
+        c.close()
+    assert result.get("row") == (2,)
+    assert result["waited"] >= 0.9
