@@ -1258,12 +1258,15 @@ static enum sbuf_action client_handle_request(struct client *c, const struct pkt
 	}
 	/*
 	 * Extended-protocol messages run in an implicit transaction that only
-	 * Sync ends: a client that leaves before its Sync leaves that open (a
-	 * SET or UPDATE the next client's query would commit), so the server
-	 * is then closed, not lent again.
+	 * Sync ends (or a simple Query or FunctionCall, which commit it with
+	 * their own): a client that leaves before then leaves it open (a SET or
+	 * UPDATE the next client's query would commit), so the server is then
+	 * closed, not lent again.
 	 */
-	s->unsynced = t != 'S' && (s->unsynced || t == 'P' || t == 'B' || t == 'D' || t == 'E' ||
-				   t == 'C');
+	if (t == 'S' || t == 'Q' || t == 'F')
+		s->unsynced = false;
+	else if (t == 'P' || t == 'B' || t == 'D' || t == 'E' || t == 'C')
+		s->unsynced = true;
 	if (t == 'S') {
 		/* Sync ends error recovery on both sides. */
 		c->skip_until_sync = false;

@@ -118,3 +118,26 @@ def test_server_not_lent_while_a_message_is_half_forwarded(berth):
         c.close()
     assert result.get("row") == (2,)
     assert result["waited"] >= 0.9
+
+
+def test_simple_query_after_extended_messages_ends_their_transaction(berth, pg):
+    """Parse/Bind/Execute then a simple Query: PostgreSQL commits the implicit
+    transaction with the Query, so the server is clean at its ReadyForQuery and is
+    reused; the INSERT stays committed."""
+    pg.sql("DROP TABLE IF EXISTS fault_q; CREATE TABLE fault_q(x int)")
+    pg.sql("GRANT ALL ON fault_q TO app")
+    b = berth("transaction", pool_size=1)
+    c = pgwire.Conn(b.host, b.port)
+    try:
+        c.login("app", b.password, "app")
+        c.send(pgwire.parse_msg("INSERT INTO fault_q VALUES (1)") + pgwire.bind_msg() +
+               pgwire.execute_msg() + pgwire.query_msg("SELECT pg_backend_pid()"))
+        msgs = c.read_until([b"Z"])
+        pid = pgwire.parse_data_row([p for t, p in msgs if t == b"D"][0])[0]
+    finally:
+        c.close()
+    time.sleep(0.2)
+    with b.connect() as conn:
+        assert str(conn.execute("SELECT pg_backend_pid()").fetchone()[0]) == pid
+        assert conn.execute("SELECT now() = statement_timestamp()").fetchone() == (True,)
+    assert pg.sql("SELECT count(*) FROM fault_q") == [(1,)]
