@@ -63,12 +63,8 @@ void server_login_done(struct server *s, int fd, void *ssl, const struct param_l
 void server_login_failed(struct server *s, const char *why);
 /* Link to a client, queuing a parameter sync if needed. */
 bool server_link_client(struct server *s, struct client *c) BERTH_MUSTCHECK;
-/*
- * The client left: reset, return to pool, or close as its state demands.
- * mid_message: part of a client message reached the server and the rest
- * never will, so the connection is closed whatever else it looks like.
- */
-void server_client_gone(struct server *s, bool mid_message);
+/* The client left: reset, return to pool, or close as its state demands. */
+void server_client_gone(struct server *s);
 void server_close(struct server *s, const char *reason);
 void server_set_state(struct server *s, enum server_state st);
 const char *server_state_name(enum server_state st);

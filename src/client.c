@@ -182,12 +182,9 @@ void client_close(struct client *c, const char *reason)
 		log_debug("C-%llu: closing: %s", (unsigned long long)c->id, reason);
 	struct server *s = c->server;
 	if (s) {
-		/* A message forwarded in part (or queued after a rewritten prefix) dies with us. */
-		const struct sbuf *sb = &c->sb;
-		bool mid_message = sbuf_mid_message(sb) || (sb->io && sb->io->sent < sb->io->parsed);
 		c->server = NULL;
 		sbuf_link(&c->sb, NULL);
-		server_client_gone(s, mid_message);
+		server_client_gone(s);
 	}
 	/*
 	 * Best effort: push out a queued final message (error) before closing.
@@ -1207,17 +1204,22 @@ static enum sbuf_action client_count_final(uint64_t *counter, enum sbuf_action a
 	return act;
 }
 
-/* The message types a logged-in client may send (protocol 3.0, PostgresMain's list). */
-static bool frontend_type_valid(uint8_t t)
-{
-	switch (t) {
-	case 'Q': case 'P': case 'B': case 'E': case 'F': case 'C': case 'D':
-	case 'H': case 'S': case 'X': case 'd': case 'c': case 'f':
-		return true;
-	default:
-		return false;
-	}
-}
+/*
+ * The message types a logged-in client may send (protocol 3.0, PostgresMain's
+ * list), and what each does to the implicit transaction of the extended
+ * protocol: Parse/Bind/Describe/Execute/Close open or extend it; Sync, a
+ * simple Query or a FunctionCall end it (the latter two with their own).
+ */
+enum { FM_VALID = 1, FM_EXTENDED = 2, FM_ENDS_EXTENDED = 4 };
+static const uint8_t frontend_msg[256] = {
+	['P'] = FM_VALID | FM_EXTENDED,	     ['B'] = FM_VALID | FM_EXTENDED,
+	['D'] = FM_VALID | FM_EXTENDED,	     ['E'] = FM_VALID | FM_EXTENDED,
+	['C'] = FM_VALID | FM_EXTENDED,	     ['S'] = FM_VALID | FM_ENDS_EXTENDED,
+	['Q'] = FM_VALID | FM_ENDS_EXTENDED, ['F'] = FM_VALID | FM_ENDS_EXTENDED,
+	['H'] = FM_VALID,		     ['X'] = FM_VALID,
+	['d'] = FM_VALID,		     ['c'] = FM_VALID,
+	['f'] = FM_VALID,
+};
 
 static enum sbuf_action client_handle_request(struct client *c, const struct pkt_hdr *hdr,
 					      const uint8_t *data, size_t avail)
@@ -1231,7 +1233,8 @@ static enum sbuf_action client_handle_request(struct client *c, const struct pkt
 		client_close(c, "client terminated");
 		return SB_CLOSED;
 	}
-	if (!frontend_type_valid(t)) {
+	uint8_t kind = frontend_msg[t];
+	if (!(kind & FM_VALID)) {
 		/*
 		 * PostgreSQL answers an unknown type with FATAL and closes: do the
 		 * same here, before the garbage can cost a server connection.
@@ -1257,16 +1260,12 @@ static enum sbuf_action client_handle_request(struct client *c, const struct pkt
 			c->xact_start_us = c->query_start_us;
 	}
 	/*
-	 * Extended-protocol messages run in an implicit transaction that only
-	 * Sync ends (or a simple Query or FunctionCall, which commit it with
-	 * their own): a client that leaves before then leaves it open (a SET or
-	 * UPDATE the next client's query would commit), so the server is then
-	 * closed, not lent again.
+	 * A client that leaves inside the extended protocol's implicit
+	 * transaction leaves it open (a SET or UPDATE the next client's query
+	 * would commit), so its server is then closed, not lent again.
 	 */
-	if (t == 'S' || t == 'Q' || t == 'F')
-		s->unsynced = false;
-	else if (t == 'P' || t == 'B' || t == 'D' || t == 'E' || t == 'C')
-		s->unsynced = true;
+	if (kind & (FM_EXTENDED | FM_ENDS_EXTENDED))
+		s->unsynced = (kind & FM_EXTENDED) != 0;
 	if (t == 'S') {
 		/* Sync ends error recovery on both sides. */
 		c->skip_until_sync = false;

@@ -91,28 +91,37 @@ static void pause_accepting(struct listen_sock *s, int err)
 	evtimer_add(&s->pause, &tv);
 }
 
-static void accept_cb(evutil_socket_t lfd, short what, void *arg)
+/*
+ * Accept one connection and hand it to client_accept(); false (errno set)
+ * when none could be taken. With TCP_DEFER_ACCEPT its first bytes are
+ * already there, so client_accept() reads them at once.
+ */
+static bool accept_one(struct listen_sock *s)
 {
-	struct listen_sock *s = arg;
 	struct listener *ls = s->ls;
 	const struct config *cfg = worker_config(ls->w);
 	struct sockaddr_storage ss;
 	socklen_t len = sizeof(ss);
-	(void)what;
-	int fd = accept4(lfd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
-	if (fd < 0) {
-		if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
-			pause_accepting(s, errno);
-		/* EAGAIN, EINTR, ECONNABORTED...: the next readiness tries again. */
-		return;
-	}
-	bool first_bytes_waiting = false;
+	int fd = accept4(s->fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	if (fd < 0)
+		return false;
 	if (s->tcp) {
 		set_client_opts(ls, fd, cfg);
 		sync_keepalive(s, cfg);
-		first_bytes_waiting = s->defer_accept;
 	}
-	client_accept(ls->w, fd, (struct sockaddr *)&ss, len, first_bytes_waiting);
+	client_accept(ls->w, fd, (struct sockaddr *)&ss, len, s->tcp && s->defer_accept);
+	return true;
+}
+
+static void accept_cb(evutil_socket_t lfd, short what, void *arg)
+{
+	struct listen_sock *s = arg;
+	(void)lfd;
+	(void)what;
+	/* EAGAIN, EINTR, ECONNABORTED...: the next readiness tries again. */
+	if (!accept_one(s) &&
+	    (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM))
+		pause_accepting(s, errno);
 }
 
 static bool listen_fd(struct listener *ls, struct worker *w, int fd, bool tcp, int backlog,
@@ -284,22 +293,10 @@ bool listener_start(struct listener *ls, struct worker *w, const struct config *
  * those connections, and with so_reuseport the kernel queued them here even
  * though another berth is ready to take the port over.
  */
-static void drain_backlog(struct listen_sock *s, struct worker *w)
+static void drain_backlog(struct listen_sock *s)
 {
-	int fd = s->fd;
-	for (;;) {
-		struct sockaddr_storage ss;
-		socklen_t len = sizeof(ss);
-		int c = accept4(fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
-		if (c < 0) {
-			if (errno == EINTR)
-				continue;
-			return;
-		}
-		if (s->tcp)
-			set_client_opts(s->ls, c, worker_config(w));
-		client_accept(w, c, (struct sockaddr *)&ss, len, false);
-	}
+	while (accept_one(s) || errno == EINTR)
+		;
 }
 
 void listener_stop(struct listener *ls)
@@ -307,7 +304,7 @@ void listener_stop(struct listener *ls)
 	for (int i = 0; i < ls->n; i++) {
 		struct listen_sock *s = &ls->socks[i];
 		if (ls->w)
-			drain_backlog(s, ls->w);
+			drain_backlog(s);
 		event_del(&s->ev);
 		event_del(&s->pause);
 		close(s->fd);

@@ -404,13 +404,20 @@ static bool server_start_reset(struct server *s)
 }
 
 /* Idle or reset the connection after its client left; close it if it is not clean. */
-void server_client_gone(struct server *s, bool mid_message)
+void server_client_gone(struct server *s)
 {
 	struct client *c = s->client;
 	struct pool *p = s->pool;
 	const struct config *cfg = worker_config(p->w);
-	bool clean = !mid_message && s->txn_status == 'I' && c && replyq_empty(&s->q) &&
-		     !s->skip_until_sync && !s->unsynced && !sbuf_has_pending(&s->sb) && !s->sb.io;
+	/*
+	 * Not clean either when part of a client message reached the server and
+	 * the rest never will: forwarded in part, or waiting in the client's
+	 * buffer (possibly after a partial send).
+	 */
+	bool clean = c && !sbuf_mid_message(&c->sb) &&
+		     !(c->sb.io && c->sb.io->sent < c->sb.io->parsed) && s->txn_status == 'I' &&
+		     replyq_empty(&s->q) && !s->skip_until_sync && !s->unsynced &&
+		     !sbuf_has_pending(&s->sb) && !s->sb.io;
 	bool pinned = c && c->pinned;
 	s->client = NULL;
 	s->release_after_flush = false;

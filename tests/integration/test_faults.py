@@ -9,12 +9,17 @@ import time
 import pgwire
 
 
+def fresh_table(pg, name):
+    """An empty table the app role may write (created anew by the superuser)."""
+    pg.sql("DROP TABLE IF EXISTS %s; CREATE TABLE %s(x int)" % (name, name))
+    pg.sql("GRANT ALL ON %s TO app" % name)
+
+
 def test_leaving_before_sync_does_not_hand_over_an_open_implicit_transaction(berth, pg):
     """Parse/Bind/Execute run in an implicit transaction that only Sync ends. A
     client that leaves before its Sync must not have its INSERT (or SET) committed by
     whoever gets the server connection next."""
-    pg.sql("DROP TABLE IF EXISTS fault_nosync; CREATE TABLE fault_nosync(x int)")
-    pg.sql("GRANT ALL ON fault_nosync TO app")
+    fresh_table(pg, "fault_nosync")
     b = berth("transaction", pool_size=1)
     c = pgwire.Conn(b.host, b.port)
     try:
@@ -124,8 +129,7 @@ def test_simple_query_after_extended_messages_ends_their_transaction(berth, pg):
     """Parse/Bind/Execute then a simple Query: PostgreSQL commits the implicit
     transaction with the Query, so the server is clean at its ReadyForQuery and is
     reused; the INSERT stays committed."""
-    pg.sql("DROP TABLE IF EXISTS fault_q; CREATE TABLE fault_q(x int)")
-    pg.sql("GRANT ALL ON fault_q TO app")
+    fresh_table(pg, "fault_q")
     b = berth("transaction", pool_size=1)
     c = pgwire.Conn(b.host, b.port)
     try:

@@ -82,6 +82,16 @@ def opt(s, level, name):
     return s.getsockopt(level, name)
 
 
+def client_socket_opts(b, conn):
+    """(TCP_NODELAY, SO_KEEPALIVE) of the socket berth accepted for conn."""
+    s = accepted_socket(b, client_port(conn))
+    try:
+        return (opt(s, socket.IPPROTO_TCP, socket.TCP_NODELAY),
+                opt(s, socket.SOL_SOCKET, socket.SO_KEEPALIVE))
+    finally:
+        s.close()
+
+
 def test_defaults_listen_socket(berth):
     b = berth("transaction", pool_size=2)
     ls = listen_socket(b)
@@ -98,23 +108,13 @@ def test_accepted_socket_has_nodelay_and_keepalive(berth):
     for _ in range(2):  # the first accept checks inheritance; the second relies on it
         with b.connect() as conn:
             assert conn.execute("SELECT 7").fetchone() == (7,)
-            s = accepted_socket(b, client_port(conn))
-            try:
-                assert opt(s, socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
-                assert opt(s, socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
-            finally:
-                s.close()
+            assert client_socket_opts(b, conn) == (1, 1)
 
 
 def test_keepalive_off(berth):
     b = berth("transaction", pool_size=2, tcp_keepalive=0)
     with b.connect() as conn:
-        s = accepted_socket(b, client_port(conn))
-        try:
-            assert opt(s, socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
-            assert opt(s, socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 0
-        finally:
-            s.close()
+        assert client_socket_opts(b, conn) == (1, 0)
 
 
 def test_defer_accept_off_still_serves(berth):
@@ -165,9 +165,7 @@ def test_startup_packet_in_pieces_with_defer_accept(berth):
 def test_reload_turns_keepalive_off_for_new_clients(berth):
     b = berth.file(settings={"pool_mode": "transaction", "tcp_keepalive": "1"})
     with b.connect() as conn:
-        s = accepted_socket(b, client_port(conn))
-        assert opt(s, socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
-        s.close()
+        assert client_socket_opts(b, conn)[1] == 1
     with open(b.ini_path) as f:
         text = f.read()
     with open(b.ini_path, "w") as f:
@@ -176,9 +174,7 @@ def test_reload_turns_keepalive_off_for_new_clients(berth):
     deadline = time.monotonic() + 5
     while True:
         with b.connect() as conn:
-            s = accepted_socket(b, client_port(conn))
-            off = opt(s, socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 0
-            s.close()
+            off = client_socket_opts(b, conn)[1] == 0
         if off or time.monotonic() > deadline:
             break
         time.sleep(0.1)
