@@ -83,6 +83,7 @@ struct worker {
 	uint32_t cancel_threads;    /* cancel helper threads running */
 	struct worker_stats stats;
 	int64_t stats_rolled_us;    /* when the last stats_period ended */
+	int64_t io_now_us;          /* clock read at the start of the running socket callback; 0 outside one */
 };
 
 /* How a shutdown waits (PgBouncer 1.23+ signals; admin SHUTDOWN). */
@@ -106,7 +107,10 @@ struct runtime {
 	size_t n_retired;
 };
 
-/* Microseconds from a coarse monotonic clock (timeouts, ages; not for durations). */
+/*
+ * Microseconds on the monotonic clock (stats_now_us), read once per socket
+ * callback: timeouts, ages and the wait and query timings.
+ */
 int64_t worker_now_us(struct worker *w);
 
 /* Make sure the closing lists are emptied after the current callback returns. */

@@ -125,7 +125,7 @@ void client_set_state(struct client *c, enum client_state st)
 	case CL_WAITING:
 		BERTH_ASSERT(p);
 		list_append(&p->cl_waiting, &c->node);
-		c->wait_start_us = stats_now_us();
+		c->wait_start_us = worker_now_us(c->w);
 		break;
 	case CL_CONSOLE:
 		list_append(&w->console_clients, &c->node);
@@ -726,7 +726,7 @@ void client_link_server(struct client *c, struct server *s)
 	}
 	bool was_waiting = c->state == CL_WAITING;
 	struct pool_stats *st = &c->pool->stats;
-	uint64_t waited = was_waiting ? (uint64_t)(stats_now_us() - c->wait_start_us) : 0;
+	uint64_t waited = was_waiting ? (uint64_t)(worker_now_us(c->w) - c->wait_start_us) : 0;
 	st->server_assignment_count++;
 	st->wait_time_us += waited;
 	stats_hist_add(&st->wait_hist, waited);
@@ -1255,7 +1255,7 @@ static enum sbuf_action client_handle_request(struct client *c, const struct pkt
 	}
 	struct server *s = c->server;
 	if (!c->query_start_us) {
-		c->query_start_us = stats_now_us();
+		c->query_start_us = worker_now_us(c->w);
 		if (!c->xact_start_us)
 			c->xact_start_us = c->query_start_us;
 	}

@@ -87,15 +87,15 @@ void slab_destroy(struct slab *sl)
 
 int64_t worker_now_us(struct worker *w)
 {
-	(void)w;
-	struct timespec ts;
 	/*
-	 * Coarse clock (a few ms resolution, no TSC read): this feeds timeouts
-	 * and state ages, which need no better, and runs several times per
-	 * transaction.
+	 * One clock read per socket callback (sbuf.c sets io_now_us): a
+	 * transaction asks for the time half a dozen times (state ages, wait and
+	 * query timings, activity), and bytes that arrived together share one
+	 * arrival time anyway. Outside a socket callback the clock is read.
 	 */
-	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+	if (w->io_now_us)
+		return w->io_now_us;
+	return stats_now_us();
 }
 
 const struct config *worker_config(const struct worker *w)

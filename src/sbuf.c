@@ -17,6 +17,7 @@
 
 #include "log.h"
 #include "runtime.h"
+#include "stats.h"
 
 /* Reads per readiness callback: one busy socket must not starve the rest. */
 #define READ_BUDGET 4
@@ -701,14 +702,18 @@ static void sbuf_on_writable(struct sbuf *dst)
 static void sbuf_event_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct sbuf *sb = arg;
+	struct worker *w = sb->w; /* outlives sb, which the owner may close */
 	(void)fd;
+	w->io_now_us = stats_now_us();
 	if (what & EV_WRITE) {
 		sbuf_on_writable(sb);
 		if (sb->fd < 0)
-			return; /* closed by the owner */
+			goto out; /* closed by the owner */
 	}
 	if ((what & EV_READ) && sb->want_read)
 		sbuf_on_readable(sb);
+out:
+	w->io_now_us = 0;
 }
 
 void sbuf_link(struct sbuf *a, struct sbuf *b)

@@ -913,7 +913,7 @@ static enum sbuf_action server_handle_unsolicited(struct server *s, const struct
 static void server_count_ready(struct server *s, struct client *c)
 {
 	struct pool_stats *st = &s->pool->stats;
-	int64_t now = stats_now_us();
+	int64_t now = worker_now_us(c->w);
 	if (c->query_start_us) {
 		uint64_t took = (uint64_t)(now - c->query_start_us);
 		st->query_count++;

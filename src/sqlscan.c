@@ -194,6 +194,33 @@ static bool mentions_advisory(const char *s, size_t len, char last)
 	return false;
 }
 
+/* A first word that never touches session state (length first: one compare or few). */
+static bool plain_first_word(const char *w, size_t n)
+{
+	/* Word bytes are letters, digits, '_' and >= 0x80: | 0x20 lowers only letters. */
+	char lw[8];
+	if (n < 3 || n > sizeof(lw))
+		return false;
+	for (size_t i = 0; i < n; i++)
+		lw[i] = (char)(w[i] | 0x20);
+	switch (n) {
+	case 3:
+		return memcmp(lw, "end", 3) == 0;
+	case 4:
+		return memcmp(lw, "with", 4) == 0;
+	case 5:
+		return memcmp(lw, "begin", 5) == 0;
+	case 6:
+		return memcmp(lw, "select", 6) == 0 || memcmp(lw, "insert", 6) == 0 ||
+		       memcmp(lw, "update", 6) == 0 || memcmp(lw, "delete", 6) == 0 ||
+		       memcmp(lw, "commit", 6) == 0 || memcmp(lw, "values", 6) == 0;
+	case 8:
+		return memcmp(lw, "rollback", 8) == 0;
+	default:
+		return false;
+	}
+}
+
 /*
  * The common case in one look: a single statement starting with a word that
  * never touches session state, with no advisory-lock function in it. memchr
@@ -201,19 +228,13 @@ static bool mentions_advisory(const char *s, size_t len, char last)
  */
 static bool plain_statement(const char *s, size_t len)
 {
-	static const char *const plain[] = {"select", "insert", "update", "delete", "with",
-					    "begin",  "commit", "end",	  "rollback", "values"};
 	size_t i = 0;
 	while (i < len && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r'))
 		i++;
 	size_t start = i;
 	while (i < len && char_class[(uint8_t)s[i]] == CC_WORD)
 		i++;
-	size_t n = i - start;
-	bool known = false;
-	for (size_t k = 0; k < sizeof(plain) / sizeof(plain[0]) && !known; k++)
-		known = strlen(plain[k]) == n && strncasecmp(s + start, plain[k], n) == 0;
-	if (!known)
+	if (!plain_first_word(s + start, i - start))
 		return false;
 	/* A ';' may end the text; anything after it needs the full scan. */
 	const char *semi = memchr(s, ';', len);
