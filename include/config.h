@@ -19,7 +19,12 @@ enum config_type { CT_INT = 0, CT_BOOL, CT_TIME, CT_STRING, CT_ENUM, CT_SIZE };
 
 enum config_flags { CF_RELOAD = 1, CF_RESTART = 2, CF_SECRET = 4 };
 
-enum pool_mode { POOL_SESSION = 0, POOL_TRANSACTION };
+/*
+ * STATEMENT is TRANSACTION that refuses transaction blocks (PgBouncer's
+ * statement mode): both lend a server per transaction, so code asks
+ * pool_mode != POOL_SESSION.
+ */
+enum pool_mode { POOL_SESSION = 0, POOL_TRANSACTION, POOL_STATEMENT };
 enum auth_type { AUTH_SCRAM = 0, AUTH_MD5, AUTH_PLAIN, AUTH_TRUST };
 
 /* One [databases] entry (or the one DATABASE_URL makes). */

@@ -24,7 +24,7 @@ CONFIG_KEY(unix_socket_mode, CT_INT, "511", 0, 511, CF_RESTART,
 CONFIG_KEY(http_listen, CT_STRING, "", 0, 0, CF_RESTART,
 	   "host:port (or [v6addr]:port) for the HTTP endpoints /health, /ready and /metrics; empty = off (BERTH_HTTP_LISTEN).")
 CONFIG_KEY(pool_mode, CT_ENUM, "transaction", 0, 0, CF_RELOAD,
-	   "When a server connection goes back to the pool: session or transaction.")
+	   "When a server connection goes back to the pool: session, transaction, or statement (transaction mode that refuses transaction blocks).")
 CONFIG_KEY(default_pool_size, CT_INT, "20", 1, 100000, CF_RELOAD,
 	   "Server connections per database/user pair (BERTH_POOL_SIZE).")
 CONFIG_KEY(min_pool_size, CT_INT, "0", 0, 100000, CF_RELOAD,

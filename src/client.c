@@ -795,7 +795,7 @@ static bool client_output_pending(const struct client *c)
 /* Transaction mode with shared prepared statements? */
 static bool client_shares_stmts(const struct client *c)
 {
-	return c->pool->pool_mode == POOL_TRANSACTION &&
+	return c->pool->pool_mode != POOL_SESSION &&
 	       worker_config(c->w)->max_prepared_statements > 0;
 }
 
@@ -850,7 +850,7 @@ static enum sbuf_action client_synth_reply(struct client *c, uint8_t type)
 static unsigned client_classify_sql(struct client *c, const char *sql, size_t len,
 				    struct sqlscan_name *nm)
 {
-	bool txmode = c->pool->pool_mode == POOL_TRANSACTION;
+	bool txmode = c->pool->pool_mode != POOL_SESSION;
 	if (!txmode && c->startup.n == 0)
 		return 0;
 	const char *name = nm->name;
@@ -1243,7 +1243,7 @@ static enum sbuf_action client_handle_request(struct client *c, const struct pkt
 		return SB_CLOSED;
 	}
 	/* SQL text is read when the whole Query is at hand and fits a buffer. */
-	bool txmode = c->pool->pool_mode == POOL_TRANSACTION;
+	bool txmode = c->pool->pool_mode != POOL_SESSION;
 	if (t == 'Q' && (txmode || c->startup.n > 0) && avail < hdr->total_len &&
 	    hdr->total_len <= c->w->pkt_buf)
 		return SB_NEED_FULL;

@@ -76,7 +76,7 @@ struct enum_value {
 static const struct enum_value pool_mode_values[] = {
 	{"session", POOL_SESSION, NULL},
 	{"transaction", POOL_TRANSACTION, NULL},
-	{"statement", -1, "berth does not support statement pooling yet; use transaction"},
+	{"statement", POOL_STATEMENT, NULL},
 	{NULL, 0, NULL},
 };
 
@@ -758,6 +758,8 @@ const char *pool_mode_name(int mode)
 		return "session";
 	case POOL_TRANSACTION:
 		return "transaction";
+	case POOL_STATEMENT:
+		return "statement";
 	default:
 		return "unknown";
 	}
@@ -2273,8 +2275,7 @@ void config_write_doc(FILE *out)
 		fputs(" |\n", out);
 	}
 	fputs("\n"
-	      "Refused enum values: `pool_mode = statement` (not supported yet); `auth_type`\n"
-	      "`any`, `hba`, `cert`, `pam`, `ldap`.\n\n"
+	      "Refused enum values: `auth_type` `any`, `hba`, `cert`, `pam`, `ldap`.\n\n"
 	      "## [databases]\n\n"
 	      "Each line maps the database name clients ask for to where berth connects:\n\n"
 	      "    app     = host=10.0.0.5 port=5432 dbname=app_prod pool_size=30\n"

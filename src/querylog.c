@@ -512,7 +512,7 @@ static void note_query(struct querylog *ql, const uint8_t *body, size_t blen, si
 /* Does pstmt.c keep c's named statements (transaction mode, not pinned)? As client.c decides. */
 static bool qlog_shared_stmts(const struct client *c)
 {
-	return c->pool->pool_mode == POOL_TRANSACTION &&
+	return c->pool->pool_mode != POOL_SESSION &&
 	       worker_config(c->w)->max_prepared_statements > 0 && !c->pinned;
 }
 

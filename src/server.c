@@ -302,7 +302,7 @@ static bool server_may_release(const struct server *s, const struct client *c)
 	 * wait for the rest, and read the next client's bytes as it), nor while
 	 * extended-protocol messages wait for their Sync.
 	 */
-	return s->pool->pool_mode == POOL_TRANSACTION && s->txn_status == 'I' &&
+	return s->pool->pool_mode != POOL_SESSION && s->txn_status == 'I' &&
 	       replyq_empty(&s->q) && !s->unsynced && !sbuf_mid_message(&c->sb) && !c->pinned &&
 	       !c->resync_pending && !c->probe_wanted;
 }
@@ -619,7 +619,7 @@ static bool server_after_ready(struct server *s, struct client *c)
 	if (!replyq_empty(&s->q))
 		return true;
 	const struct config *cfg = worker_config(s->pool->w);
-	bool txmode = s->pool->pool_mode == POOL_TRANSACTION;
+	bool txmode = s->pool->pool_mode != POOL_SESSION;
 	if (c->resync_pending && !server_resync_client(s, c))
 		return false;
 	if (txmode && s->stmt_cache_stale && s->txn_status == 'I' && !c->pinned) {
@@ -640,6 +640,21 @@ static bool server_after_ready(struct server *s, struct client *c)
 	if (server_may_release(s, c))
 		s->release_after_flush = true;
 	return true;
+}
+
+/*
+ * Statement mode allows no transaction block: a request left one open. As
+ * PgBouncer does, the client gets FATAL 08P01 instead of the ReadyForQuery,
+ * and the server is closed, which rolls the block back.
+ */
+static void server_refuse_transaction(struct server *s, struct client *c)
+{
+	static const char msg[] = "transaction blocks not allowed in statement pooling mode";
+	s->client = NULL;
+	c->server = NULL;
+	sbuf_link(&c->sb, NULL);
+	server_close(s, msg);
+	client_fail(c, ERR_PROTOCOL_VIOLATION, "%s", msg);
 }
 
 /* Copy an ErrorResponse's message field for a log line. */
@@ -1015,6 +1030,10 @@ static enum sbuf_action server_on_message(struct sbuf *sb, const struct pkt_hdr 
 				client_stmts_clear(&c->stmts, &s->pool->w->pstmts);
 		}
 		replyq_pop(&s->q);
+		if (c && s->txn_status != 'I' && s->pool->pool_mode == POOL_STATEMENT) {
+			server_refuse_transaction(s, c);
+			return SB_CLOSED;
+		}
 		if (c)
 			server_count_ready(s, c);
 		if (c && !server_after_ready(s, c)) {

@@ -423,8 +423,10 @@ static void test_enum_values(void **state)
 	assert_set_ok(cfg, "pool_mode", "TRANSACTION");
 	assert_int_equal(cfg->pool_mode, POOL_TRANSACTION);
 	assert_formats(cfg, "pool_mode", "transaction");
-	assert_set_fails(cfg, "pool_mode", "statement", "statement pooling");
-	assert_set_fails(cfg, "pool_mode", "bogus", "not one of: session, transaction");
+	assert_set_ok(cfg, "pool_mode", "Statement");
+	assert_int_equal(cfg->pool_mode, POOL_STATEMENT);
+	assert_formats(cfg, "pool_mode", "statement");
+	assert_set_fails(cfg, "pool_mode", "bogus", "not one of: session, transaction, statement");
 	const char *modes[] = {"scram-sha-256", "md5", "plain", "trust"};
 	for (size_t i = 0; i < 4; i++) {
 		assert_set_ok(cfg, "auth_type", modes[i]);
@@ -437,11 +439,8 @@ static void test_enum_values(void **state)
 	assert_set_fails(cfg, "auth_type", "password", "not one of");
 	assert_string_equal(pool_mode_name(POOL_SESSION), "session");
 	assert_string_equal(pool_mode_name(POOL_TRANSACTION), "transaction");
+	assert_string_equal(pool_mode_name(POOL_STATEMENT), "statement");
 	config_free(cfg);
-
-	const char *p =
-		write_file("stmt.ini", "[berth]\nauth_type = trust\npool_mode = statement\n");
-	load_fails(p, NULL, ":3:", "pool_mode", "statement pooling", (char *)NULL);
 }
 
 static void test_string_values(void **state)
@@ -555,10 +554,11 @@ static void test_enum_alias_type_accessors(void **state)
 {
 	(void)state;
 	size_t pm = key("pool_mode"), dps = key("default_pool_size");
-	/* accepted values in table order; the refused "statement" is not offered */
+	/* accepted values in table order */
 	assert_string_equal(config_key_enum_value(pm, 0), "session");
 	assert_string_equal(config_key_enum_value(pm, 1), "transaction");
-	assert_null(config_key_enum_value(pm, 2));
+	assert_string_equal(config_key_enum_value(pm, 2), "statement");
+	assert_null(config_key_enum_value(pm, 3));
 	assert_string_equal(config_key_enum_value(key("auth_type"), 0), "scram-sha-256");
 	assert_null(config_key_enum_value(dps, 0));
 	assert_null(config_key_enum_value(config_key_count(), 0));
@@ -808,7 +808,7 @@ static void test_databases_errors(void **state)
 		{"app = host=x connect_query='SELECT 1'", "\"connect_query\" is not supported"},
 		{"app = host=x pool_size=abc", "pool_size: \"abc\" is not an integer"},
 		{"app = host=x pool_size=0", "out of range"},
-		{"app = host=x pool_mode=statement", "statement pooling"},
+		{"app = host=x pool_mode=stmt", "pool_mode: \"stmt\" is not one of"},
 		{"app = host x", "missing \"=\" after \"host\""},
 		{"app = host='x", "unterminated"},
 		{"app = postgres://[::1/db", "URI"},
@@ -989,8 +989,8 @@ static void test_env_overrides_file(void **state)
 		   (char *)NULL);
 	char *badlisten[] = {"BERTH_LISTEN=localhost", NULL};
 	load_fails(p, badlisten, "environment variable BERTH_LISTEN", (char *)NULL);
-	char *statement[] = {"BERTH_POOL_MODE=statement", NULL};
-	load_fails(p, statement, "BERTH_POOL_MODE", "statement pooling", (char *)NULL);
+	char *badmode[] = {"BERTH_POOL_MODE=autocommit", NULL};
+	load_fails(p, badmode, "BERTH_POOL_MODE", "not one of", (char *)NULL);
 }
 
 static void test_database_url_zero_file(void **state)
