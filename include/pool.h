@@ -73,7 +73,9 @@ bool pool_request_server(struct pool *pool, struct client *c);
 void pool_server_ready(struct pool *pool, struct server *s);
 /* A server is gone: maybe start another for waiting clients. */
 void pool_server_closed(struct pool *pool);
-/* A login failed: remember, back off, fail waiting clients if no server can serve them. */
+/* A login failed: remember the error and back off (before its server is closed). */
+void pool_note_login_failure(struct pool *pool, const char *why);
+/* After that close: fail the waiting clients if no server is left to serve them. */
 void pool_login_failed(struct pool *pool, const char *why);
 /* Make sure enough connections are being opened for waiting clients. */
 void pool_maintain(struct pool *pool, int64_t now_us);

@@ -391,7 +391,7 @@ static void pool_fail_list(struct list *head, const char *why)
 	}
 }
 
-void pool_login_failed(struct pool *p, const char *why)
+void pool_note_login_failure(struct pool *p, const char *why)
 {
 	const struct config *cfg = worker_config(p->w);
 	int64_t now = worker_now_us(p->w);
@@ -401,6 +401,10 @@ void pool_login_failed(struct pool *p, const char *why)
 	if (cfg->server_login_retry > 0 && p->backoff_us > cfg->server_login_retry)
 		p->backoff_us = cfg->server_login_retry;
 	p->next_connect_us = now + p->backoff_us;
+}
+
+void pool_login_failed(struct pool *p, const char *why)
+{
 	/* With no server left to free up, waiting would only hang: fail them now. */
 	if (p->n_servers == 0) {
 		pool_fail_list(&p->cl_login, why);

@@ -168,6 +168,12 @@ void server_login_failed(struct server *s, const char *why)
 	struct pool *p = s->pool;
 	log_warn("S-%llu: login to %s failed: %s", (unsigned long long)s->id, p->db->name, why);
 	p->w->stats.server_connect_failures++;
+	/*
+	 * The backoff first: closing starts another login for clients still
+	 * waiting, which must wait for the backoff, and the clients fail only
+	 * when no server is left or logging in.
+	 */
+	pool_note_login_failure(p, why);
 	server_close(s, "login failed");
 	pool_login_failed(p, why);
 }

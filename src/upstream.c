@@ -57,7 +57,8 @@ struct upstream_conn {
 	PGconn *conn;
 	enum up_phase phase;
 	struct event ev_sock;    /* readiness of PQsocket, reassigned when it changes */
-	struct event ev_timeout; /* server_connect_timeout */
+	struct event ev_timeout; /* server_connect_timeout, or the entry's connect_timeout if sooner */
+	bool timeout_is_entry;   /* ev_timeout is the entry's connect_timeout */
 	struct event ev_report;  /* deferred failure report (never from inside upstream_start) */
 	bool ev_sock_set;
 	int sock;
@@ -188,7 +189,9 @@ static void up_timeout_cb(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
 	(void)what;
-	up_fail(arg, "server_connect_timeout: no login within the time limit");
+	struct upstream_conn *u = arg;
+	up_fail(u, "%s: no login within the time limit",
+		u->timeout_is_entry ? "connect_timeout" : "server_connect_timeout");
 }
 
 static void up_begin_libpq(struct upstream_conn *u)
@@ -293,6 +296,30 @@ static bool up_split_hosts(struct upstream_conn *u, const char *hosts)
 	}
 }
 
+/*
+ * libpq applies connect_timeout only in its blocking PQconnectdb loop, never
+ * under PQconnectPoll, so berth enforces it, on the whole login (every host)
+ * as server_connect_timeout is. libpq's reading: whole seconds, 0 or less is
+ * no limit, and 1 counts as 2.
+ */
+static int64_t libpq_connect_timeout_us(const char *v)
+{
+	if (!v || !*v)
+		return 0;
+	char *end;
+	errno = 0;
+	long secs = strtol(v, &end, 10);
+	while (*end == ' ')
+		end++;
+	if (errno || *end || secs <= 0)
+		return 0;
+	if (secs == 1)
+		secs = 2;
+	if (secs > 86400L * 365)
+		secs = 86400L * 365;
+	return (int64_t)secs * 1000000;
+}
+
 struct upstream_conn *upstream_connect(struct worker *w, const struct upstream_login *login,
 				       upstream_ready_fn ready, upstream_failed_fn failed, void *arg)
 {
@@ -322,9 +349,14 @@ struct upstream_conn *upstream_connect(struct worker *w, const struct upstream_l
 		return NULL;
 	}
 
-	if (login->timeout_us > 0) {
-		struct timeval tv = {.tv_sec = login->timeout_us / 1000000,
-				     .tv_usec = login->timeout_us % 1000000};
+	int64_t timeout_us = login->timeout_us;
+	int64_t entry_us = libpq_connect_timeout_us(kw_get(u, "connect_timeout"));
+	if (entry_us > 0 && (timeout_us <= 0 || entry_us < timeout_us)) {
+		timeout_us = entry_us;
+		u->timeout_is_entry = true;
+	}
+	if (timeout_us > 0) {
+		struct timeval tv = {.tv_sec = timeout_us / 1000000, .tv_usec = timeout_us % 1000000};
 		event_add(&u->ev_timeout, &tv);
 	}
 
