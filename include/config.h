@@ -146,6 +146,11 @@ void config_write_doc(FILE *out);
 void config_write_sample(FILE *out);
 
 const char *pool_mode_name(int mode);
+/*
+ * server_tls_protocols (PgBouncer's syntax) as libpq's ssl_min_protocol_version
+ * and ssl_max_protocol_version; false if a word is unknown or none is given.
+ */
+bool config_tls_protocol_range(const char *value, const char **min, const char **max);
 const char *auth_type_name(int type);
 
 #endif

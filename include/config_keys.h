@@ -61,6 +61,16 @@ CONFIG_KEY(server_lifetime, CT_TIME, "3600", 0, 0, CF_RELOAD,
 	   "Close server connections older than this when they are next idle; 0 = never.")
 CONFIG_KEY(server_connect_timeout, CT_TIME, "15", 0, 0, CF_RELOAD,
 	   "Give up on a server connection attempt after this long.")
+CONFIG_KEY(server_tls_sslmode, CT_STRING, "", 0, 0, CF_RELOAD,
+	   "libpq sslmode for server logins whose entry sets none: disable, allow, prefer, require, verify-ca or verify-full; empty = libpq's default (prefer).")
+CONFIG_KEY(server_tls_ca_file, CT_STRING, "", 0, 0, CF_RELOAD,
+	   "CA certificates to check servers against (libpq sslrootcert) where the entry sets none.")
+CONFIG_KEY(server_tls_cert_file, CT_STRING, "", 0, 0, CF_RELOAD,
+	   "Client certificate berth presents to servers (libpq sslcert) where the entry sets none.")
+CONFIG_KEY(server_tls_key_file, CT_STRING, "", 0, 0, CF_RELOAD,
+	   "Private key of server_tls_cert_file (libpq sslkey) where the entry sets none.")
+CONFIG_KEY(server_tls_protocols, CT_STRING, "", 0, 0, CF_RELOAD,
+	   "TLS versions for server logins, as PgBouncer writes them (secure, all, legacy, or a list of tlsv1.0 .. tlsv1.3), given to libpq as ssl_min/max_protocol_version; empty = libpq's default (TLSv1.2 and up).")
 CONFIG_KEY(server_login_retry, CT_TIME, "15", 0, 0, CF_RELOAD,
 	   "Longest wait between connection attempts after a failed server login (backoff starts at 0.25 s).")
 CONFIG_KEY(health_check_period, CT_TIME, "5", 100000, 0, CF_RELOAD,

@@ -156,14 +156,7 @@ static const struct compat_key compat_main_keys[] = {
 	{"client_tls_ciphers", "*", "berth does not offer TLS to clients yet"},
 	{"client_tls_ecdhcurve", "*", "berth does not offer TLS to clients yet"},
 	{"client_tls_dheparams", "*", "berth does not offer TLS to clients yet"},
-	{"server_tls_sslmode", "disable|allow|prefer",
-	 "put sslmode=... in each [databases] entry (libpq's default is prefer)"},
-	{"server_tls_ca_file", NULL, "put sslrootcert=... in each [databases] entry"},
-	{"server_tls_cert_file", NULL, "put sslcert=... in each [databases] entry"},
-	{"server_tls_key_file", NULL, "put sslkey=... in each [databases] entry"},
-	{"server_tls_protocols", NULL,
-	 "put ssl_min_protocol_version=... in each [databases] entry"},
-	{"server_tls_ciphers", NULL, "not configurable in berth"},
+	{"server_tls_ciphers", "default", "libpq has no cipher setting: OpenSSL's defaults apply"},
 	{"peer_id", "0", "berth does not support peering"},
 	{"disable_pqexec", "0", "berth does not support disabling the simple query protocol"},
 	{"user", NULL,
@@ -489,6 +482,43 @@ bool config_parse_listen(const char *value, char **host, int *port, char *err, s
 }
 
 /* Parse value for key i and store it in cfg; on failure cfg is unchanged. */
+bool config_tls_protocol_range(const char *value, const char **min, const char **max)
+{
+	/* PgBouncer's names; libpq takes a range, so a list becomes its lowest..highest. */
+	static const char *const libpq_names[] = {"TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"};
+	static const struct {
+		const char *word;
+		int lo, hi;
+	} words[] = {
+		{"tlsv1", 0, 0},   {"tlsv1.0", 0, 0}, {"tlsv1.1", 1, 1}, {"tlsv1.2", 2, 2},
+		{"tlsv1.3", 3, 3}, {"secure", 2, 3},  {"all", 0, 3},     {"legacy", 0, 3},
+	};
+	int lo = 4, hi = -1;
+	const char *p = value;
+	while (*p) {
+		size_t n = strcspn(p, ", :");
+		if (n) {
+			bool known = false;
+			for (size_t w = 0; w < ARRAY_SIZE(words) && !known; w++) {
+				if (strlen(words[w].word) == n && strncasecmp(p, words[w].word, n) == 0) {
+					known = true;
+					lo = words[w].lo < lo ? words[w].lo : lo;
+					hi = words[w].hi > hi ? words[w].hi : hi;
+				}
+			}
+			if (!known)
+				return false;
+		}
+		p += n;
+		p += strspn(p, ", :");
+	}
+	if (hi < 0)
+		return false;
+	*min = libpq_names[lo];
+	*max = libpq_names[hi];
+	return true;
+}
+
 static bool key_parse_set(struct config *cfg, size_t i, const char *value, char *msg, size_t len)
 {
 	const struct key_info *k = &key_table[i];
@@ -551,6 +581,24 @@ static bool key_parse_set(struct config *cfg, size_t i, const char *value, char 
 			return fmt_msg(msg, len,
 				       "unknown facility \"%s\" (use auth, authpriv, daemon, user, "
 				       "local0 .. local7)",
+				       shown);
+	} else if (strcmp(k->name, "server_tls_sslmode") == 0 && value[0] != '\0') {
+		static const char *const modes[] = {"disable", "allow", "prefer",
+						    "require", "verify-ca", "verify-full"};
+		bool known = false;
+		for (size_t m = 0; m < ARRAY_SIZE(modes); m++)
+			known |= strcmp(value, modes[m]) == 0;
+		if (!known)
+			return fmt_msg(msg, len,
+				       "\"%s\" is not one of: disable, allow, prefer, require, "
+				       "verify-ca, verify-full",
+				       shown);
+	} else if (strcmp(k->name, "server_tls_protocols") == 0 && value[0] != '\0') {
+		const char *lo, *hi;
+		if (!config_tls_protocol_range(value, &lo, &hi))
+			return fmt_msg(msg, len,
+				       "\"%s\": use secure, all, legacy, or a list of tlsv1.0, "
+				       "tlsv1.1, tlsv1.2, tlsv1.3",
 				       shown);
 	} else if (strcmp(k->name, "listen") == 0 && value[0] != '\0') {
 		if (!parse_listen(value, &host, &port, msg, len))

@@ -320,6 +320,30 @@ static int64_t libpq_connect_timeout_us(const char *v)
 	return (int64_t)secs * 1000000;
 }
 
+/*
+ * PgBouncer's server_tls_* settings, as libpq options ahead of the entry's
+ * own: libpq takes the last of a repeated keyword, so an entry (or
+ * DATABASE_URL) that sets sslmode, sslrootcert, ... keeps its own.
+ */
+static bool up_add_tls_defaults(struct upstream_conn *u, const struct config *cfg)
+{
+	bool ok = true;
+	if (cfg->server_tls_sslmode[0])
+		ok &= kw_add(u, "sslmode", cfg->server_tls_sslmode);
+	if (cfg->server_tls_ca_file[0])
+		ok &= kw_add(u, "sslrootcert", cfg->server_tls_ca_file);
+	if (cfg->server_tls_cert_file[0])
+		ok &= kw_add(u, "sslcert", cfg->server_tls_cert_file);
+	if (cfg->server_tls_key_file[0])
+		ok &= kw_add(u, "sslkey", cfg->server_tls_key_file);
+	const char *lo, *hi;
+	if (cfg->server_tls_protocols[0] && config_tls_protocol_range(cfg->server_tls_protocols, &lo, &hi)) {
+		ok &= kw_add(u, "ssl_min_protocol_version", lo);
+		ok &= kw_add(u, "ssl_max_protocol_version", hi);
+	}
+	return ok;
+}
+
 struct upstream_conn *upstream_connect(struct worker *w, const struct upstream_login *login,
 				       upstream_ready_fn ready, upstream_failed_fn failed, void *arg)
 {
@@ -334,7 +358,7 @@ struct upstream_conn *upstream_connect(struct worker *w, const struct upstream_l
 	event_assign(&u->ev_timeout, w->base, -1, 0, up_timeout_cb, u);
 	event_assign(&u->ev_report, w->base, -1, 0, up_report_cb, u);
 
-	bool ok = true;
+	bool ok = up_add_tls_defaults(u, worker_config(w));
 	for (size_t i = 0; login->def->keywords && login->def->keywords[i]; i++)
 		ok &= kw_add(u, login->def->keywords[i], login->def->values[i]);
 	if (login->user) /* NULL: libpq's default (PGUSER, else the OS user) */

@@ -96,6 +96,32 @@ def test_verify_full_tls_upstream(berth, tls_pg):
         assert c.execute("SELECT 7").fetchone()[0] == 7
 
 
+def test_pgbouncer_server_tls_settings(berth, tls_pg):
+    """PgBouncer's server_tls_sslmode, _ca_file and _protocols become libpq
+    options for entries that set none; an entry's own sslmode wins."""
+    pg, ca, other_ca = tls_pg
+    plain = "host=localhost port=%d dbname=app user=app password=%s" % (pg.port, pg.password)
+    b = berth.file(pg=pg, settings={"server_tls_sslmode": "verify-full",
+                                    "server_tls_ca_file": ca,
+                                    "server_tls_protocols": "tlsv1.2"},
+                   databases={"app": plain, "own": plain + " sslmode=disable"})
+    with b.connect() as c:
+        ssl, version = c.execute("SELECT ssl, version FROM pg_stat_ssl "
+                                 "WHERE pid = pg_backend_pid()").fetchone()
+        assert ssl is True
+        assert version == "TLSv1.2"  # server_tls_protocols capped it
+    with pytest.raises(psycopg.OperationalError) as ei:
+        b.connect(dbname="own").close()
+    assert "no encryption" in str(ei.value), ei.value
+    # The wrong CA in server_tls_ca_file: refused by verify-full.
+    b2 = berth.file(pg=pg, settings={"server_tls_sslmode": "verify-full",
+                                     "server_tls_ca_file": other_ca},
+                    databases={"app": plain})
+    with pytest.raises(psycopg.OperationalError) as ei:
+        b2.connect().close()
+    assert "certificate verify failed" in str(ei.value), ei.value
+
+
 def test_several_hosts_and_target_session_attrs(berth, pg):
     dead = free_port()  # nothing listens there: the first host refuses
     hosts = "host=127.0.0.1,127.0.0.1 port=%d,%d dbname=app user=app password=%s" % (

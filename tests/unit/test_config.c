@@ -666,7 +666,8 @@ static void test_realistic_pgbouncer_file(void **state)
 
 	assert_string_equal(cfg->logfile, "/var/log/pgbouncer/pgbouncer.log");
 	/* the settings berth does not have are warnings naming file and line */
-	assert_int_equal(cfg->n_warnings, 6);
+	assert_int_equal(cfg->n_warnings, 5);
+	assert_string_equal(cfg->server_tls_sslmode, "prefer");
 	assert_true(cfg->stats_period == 60000000);
 	char want[300];
 	snprintf(want, sizeof(want), "%s:13: PgBouncer setting \"pidfile\" is ignored", p);
@@ -683,7 +684,9 @@ static void test_pgbouncer_settings_refused(void **state)
 	} cases[] = {
 		{"user = postgres", "\"user\" is not supported"},
 		{"client_tls_sslmode = require", "client_tls_sslmode"},
-		{"server_tls_sslmode = verify-full", "sslmode=... in each [databases] entry"},
+		{"server_tls_sslmode = verify-fool", "not one of: disable, allow"},
+		{"server_tls_protocols = tlsv9", "use secure, all, legacy"},
+		{"server_tls_ciphers = HIGH", "libpq has no cipher setting"},
 		{"auth_query = SELECT 1", "auth_query"},
 		{"auth_hba_file = /etc/hba", "auth_hba_file"},
 		{"peer_id = 3", "peering"},
@@ -697,6 +700,38 @@ static void test_pgbouncer_settings_refused(void **state)
 	/* the same keys with harmless values load, with a warning */
 	struct config *cfg = load_main("peer_id = 0\nclient_tls_sslmode = DISABLE\nuser =\n");
 	assert_int_equal(cfg->n_warnings, 2);
+	config_free(cfg);
+}
+
+static void test_server_tls_protocols(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *value, *lo, *hi;
+	} ok[] = {
+		{"secure", "TLSv1.2", "TLSv1.3"},	 {"all", "TLSv1", "TLSv1.3"},
+		{"legacy", "TLSv1", "TLSv1.3"},	 {"tlsv1.2", "TLSv1.2", "TLSv1.2"},
+		{"tlsv1.0,tlsv1.3", "TLSv1", "TLSv1.3"}, {"TLSv1.1:tlsv1.2", "TLSv1.1", "TLSv1.2"},
+		{" tlsv1.3 , tlsv1.2", "TLSv1.2", "TLSv1.3"},
+	};
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		const char *lo = NULL, *hi = NULL;
+		assert_true(config_tls_protocol_range(ok[i].value, &lo, &hi));
+		assert_string_equal(lo, ok[i].lo);
+		assert_string_equal(hi, ok[i].hi);
+	}
+	const char *bad[] = {"", ", ,", "tlsv1.4", "secure,sslv3", "tlsv1.2x"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		const char *lo = NULL, *hi = NULL;
+		assert_false(config_tls_protocol_range(bad[i], &lo, &hi));
+	}
+	struct config *cfg = load_main("server_tls_sslmode = verify-full\n"
+				       "server_tls_ca_file = /etc/ssl/ca.pem\n"
+				       "server_tls_protocols = secure\n"
+				       "server_tls_ciphers = default\n");
+	assert_string_equal(cfg->server_tls_sslmode, "verify-full");
+	assert_string_equal(cfg->server_tls_ca_file, "/etc/ssl/ca.pem");
+	assert_int_equal(cfg->n_warnings, 1); /* server_tls_ciphers: ignored */
 	config_free(cfg);
 }
 
@@ -1449,6 +1484,7 @@ int main(void)
 		cmocka_unit_test(test_pgbouncer_section_and_case),
 		cmocka_unit_test(test_realistic_pgbouncer_file),
 		cmocka_unit_test(test_pgbouncer_settings_refused),
+		cmocka_unit_test(test_server_tls_protocols),
 		cmocka_unit_test(test_databases_conninfo),
 		cmocka_unit_test(test_databases_url),
 		cmocka_unit_test(test_databases_errors),
