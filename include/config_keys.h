@@ -87,6 +87,8 @@ CONFIG_KEY(client_idle_timeout, CT_TIME, "0", 0, 0, CF_RELOAD,
 	   "Close clients idle longer than this; 0 = never.")
 CONFIG_KEY(idle_transaction_timeout, CT_TIME, "0", 0, 0, CF_RELOAD,
 	   "Close clients idle inside a transaction longer than this; 0 = never.")
+CONFIG_KEY(transaction_timeout, CT_TIME, "0", 0, 0, CF_RELOAD,
+	   "Close clients whose transaction has lasted longer than this, busy or idle (its server rolls back); 0 = never.")
 CONFIG_KEY(query_timeout, CT_TIME, "0", 0, 0, CF_RELOAD,
 	   "Cancel-and-close queries running longer than this; 0 = never.")
 CONFIG_KEY(ignore_startup_parameters, CT_STRING, "", 0, 0, CF_RELOAD,

@@ -16,7 +16,9 @@
 /* Serving */
 #define ERR_CONNECTION_FAILURE "08006"   /* upstream unreachable, server connection lost */
 #define ERR_QUERY_WAIT_TIMEOUT "57014"   /* no server connection within query_wait_timeout */
+#define ERR_QUERY_CANCELED "57014"       /* query_timeout: the query ran too long */
 #define ERR_IDLE_IN_TXN_TIMEOUT "25P03"  /* idle_transaction_timeout */
+#define ERR_TXN_TIMEOUT "25P04"          /* transaction_timeout (PostgreSQL 17's code for its own) */
 #define ERR_IDLE_SESSION_TIMEOUT "57P05" /* client_idle_timeout */
 #define ERR_ADMIN_SHUTDOWN "57P01"       /* berth is shutting down */
 #define ERR_INTERNAL "XX000"             /* out of memory and other internal failures */

@@ -1405,6 +1405,22 @@ void client_check_timeouts(struct client *c, int64_t now_us)
 			client_fail(c, ERR_IDLE_SESSION_TIMEOUT, "client_idle_timeout");
 		break;
 	case CL_ACTIVE:
+		if (cfg->query_timeout > 0 && c->server && !replyq_empty(&c->server->q) &&
+		    c->query_start_us && now_us - c->query_start_us > cfg->query_timeout) {
+			/*
+			 * As PgBouncer: the client and its server connection are closed.
+			 * The cancel first, so the backend stops the query now rather than
+			 * when it next writes to its closed socket.
+			 */
+			upstream_cancel(c->server->up);
+			client_fail(c, ERR_QUERY_CANCELED, "query_timeout");
+			break;
+		}
+		if (cfg->transaction_timeout > 0 && c->server && c->server->txn_status != 'I' &&
+		    c->xact_start_us && now_us - c->xact_start_us > cfg->transaction_timeout) {
+			client_fail(c, ERR_TXN_TIMEOUT, "transaction_timeout");
+			break;
+		}
 		if (cfg->idle_transaction_timeout > 0 && c->server && replyq_empty(&c->server->q) &&
 		    c->server->txn_status != 'I' && now_us - c->server->state_since_us > 0 &&
 		    now_us - c->sb.last_activity_us > cfg->idle_transaction_timeout)
