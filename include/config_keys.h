@@ -94,7 +94,7 @@ CONFIG_KEY(query_timeout, CT_TIME, "0", 0, 0, CF_RELOAD,
 CONFIG_KEY(ignore_startup_parameters, CT_STRING, "", 0, 0, CF_RELOAD,
 	   "Comma list of startup parameters accepted from clients and not applied.")
 CONFIG_KEY(track_extra_parameters, CT_STRING, "IntervalStyle", 0, 0, CF_RELOAD,
-	   "Comma list of server-reported parameters tracked per client besides the built-in ones.")
+	   "PgBouncer's list of extra parameters to track per client; berth tracks every parameter the server reports (ParameterStatus), so the value is accepted and changes nothing.")
 CONFIG_KEY(max_prepared_statements, CT_INT, "200", 0, 100000, CF_RELOAD,
 	   "Transaction mode: prepared statements kept per server connection (least recently used closed); 0 = pass named statements through untouched.")
 CONFIG_KEY(pin_session_state, CT_BOOL, "1", 0, 1, CF_RELOAD,
