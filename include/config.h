@@ -40,6 +40,7 @@ struct db_def {
 	int reserve_pool_size; /* -1 = global */
 	int pool_mode;         /* -1 = global, else enum pool_mode */
 	int max_db_connections; /* -1 = global */
+	int max_db_client_connections; /* -1 = global */
 };
 
 /* One [users] entry. */
@@ -48,6 +49,7 @@ struct user_def {
 	int pool_mode;            /* -1 = global */
 	int pool_size;            /* -1 = database's */
 	int max_user_connections; /* -1 = global */
+	int max_user_client_connections; /* -1 = global */
 };
 
 /* One credential: auth_file line, or DATABASE_URL's user and password. */

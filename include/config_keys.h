@@ -39,6 +39,10 @@ CONFIG_KEY(max_db_connections, CT_INT, "0", 0, 1000000, CF_RELOAD,
 	   "Most server connections per database, all users together; 0 = no limit.")
 CONFIG_KEY(max_user_connections, CT_INT, "0", 0, 1000000, CF_RELOAD,
 	   "Most server connections per user, all databases together; 0 = no limit.")
+CONFIG_KEY(max_db_client_connections, CT_INT, "0", 0, 1000000, CF_RELOAD,
+	   "Most client connections per database (all users); 0 = no limit. Per database: max_db_client_connections= in its entry.")
+CONFIG_KEY(max_user_client_connections, CT_INT, "0", 0, 1000000, CF_RELOAD,
+	   "Most client connections per user (all databases); 0 = no limit. Per user: max_user_client_connections= in [users].")
 CONFIG_KEY(auth_type, CT_ENUM, "scram-sha-256", 0, 0, CF_RELOAD,
 	   "How clients authenticate: scram-sha-256, md5, plain, trust.")
 CONFIG_KEY(auth_file, CT_STRING, "", 0, 0, CF_RELOAD,

@@ -25,6 +25,7 @@ struct database {
 	char name[64];        /* client-visible name */
 	const struct db_def *def;
 	int n_servers;        /* every server of every pool of this database */
+	int n_clients;        /* every logged-in client of every pool of this database */
 	bool removed;         /* gone from the config on reload: drains, then is freed */
 	bool paused;          /* PAUSE db, KILL db: no server lent or opened until RESUME db */
 	bool disabled;        /* DISABLE db: new clients refused until ENABLE db */
@@ -55,6 +56,7 @@ struct pool {
 	struct list sv_active;      /* SV_ACTIVE */
 	struct list sv_resetting;   /* SV_RESETTING */
 	int n_servers;              /* servers in any state */
+	int n_clients;              /* clients whose pool this is (logged in) */
 	struct param_list defaults; /* what a fresh server reports: clients see these at login */
 	bool have_defaults;
 	int64_t next_connect_us;    /* backoff: no new connection before this */
@@ -69,6 +71,8 @@ struct pool *pool_get(struct worker *w, const struct db_def *def, const char *db
 		      const char *user);
 /* The client needs a server: link one now (true) or queue it (false). */
 bool pool_request_server(struct pool *pool, struct client *c);
+/* Logged-in clients of this user, every database (max_user_client_connections). */
+int pool_user_client_count(struct worker *w, const char *user);
 /* A server became idle (or was added): serve the first waiting client. */
 void pool_server_ready(struct pool *pool, struct server *s);
 /* A server is gone: maybe start another for waiting clients. */

@@ -680,7 +680,8 @@ static void database_row(struct exec *x, const struct db_def *def, const char *n
 	out_int(o, def->max_db_connections >= 0 ? def->max_db_connections
 						: cfg->max_db_connections);
 	out_int(o, db ? db->n_servers : 0);
-	out_int(o, 0); /* max_client_connections: berth has no max_db_client_connections */
+	out_int(o, def->max_db_client_connections >= 0 ? def->max_db_client_connections
+						       : cfg->max_db_client_connections);
 	out_int(o, clients);
 	out_int(o, db && db->paused);
 	out_int(o, db && db->disabled);
@@ -1006,7 +1007,8 @@ static void user_row(struct exec *x, const char *name)
 	out_int(o, ud && ud->max_user_connections >= 0 ? ud->max_user_connections
 						       : cfg->max_user_connections);
 	out_int(o, servers);
-	out_int(o, 0); /* max_user_client_connections: berth has none */
+	out_int(o, ud && ud->max_user_client_connections >= 0 ? ud->max_user_client_connections
+							      : cfg->max_user_client_connections);
 	out_int(o, clients);
 	out_end(o);
 }

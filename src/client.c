@@ -186,6 +186,11 @@ void client_close(struct client *c, const char *reason)
 		sbuf_link(&c->sb, NULL);
 		server_client_gone(s);
 	}
+	if (c->counted) {
+		c->counted = false;
+		c->pool->n_clients--;
+		c->pool->db->n_clients--;
+	}
 	/*
 	 * Best effort: push out a queued final message (error) before closing.
 	 * Quietly: a failed send must not call back into client_close (it
@@ -630,6 +635,37 @@ static enum sbuf_action client_handle_auth(struct client *c, const struct pkt_hd
 	return c->state == CL_CLOSED ? SB_CLOSED : SB_SKIP;
 }
 
+/*
+ * max_db_client_connections and max_user_client_connections (PgBouncer 1.24):
+ * count the client in, or refuse it as PostgreSQL refuses past
+ * max_connections.
+ */
+static bool client_take_slot(struct client *c)
+{
+	const struct config *cfg = worker_config(c->w);
+	struct pool *p = c->pool;
+	const struct db_def *def = p->db->def;
+	const struct user_def *ud = config_find_user(cfg, p->user);
+	int db_limit = def->max_db_client_connections >= 0 ? def->max_db_client_connections
+							    : cfg->max_db_client_connections;
+	int user_limit = ud && ud->max_user_client_connections >= 0 ? ud->max_user_client_connections
+								    : cfg->max_user_client_connections;
+	const char *limit = NULL;
+	if (db_limit > 0 && p->db->n_clients >= db_limit)
+		limit = "max_db_client_connections";
+	else if (user_limit > 0 && pool_user_client_count(c->w, p->user) >= user_limit)
+		limit = "max_user_client_connections";
+	if (limit) {
+		c->w->stats.clients_refused++;
+		client_fail(c, ERR_TOO_MANY_CONNECTIONS, "no more connections allowed (%s)", limit);
+		return false;
+	}
+	p->n_clients++;
+	p->db->n_clients++;
+	c->counted = true;
+	return true;
+}
+
 /* Authenticated: AuthenticationOk now, the rest once the pool knows server parameters. */
 static void client_login_ok(struct client *c)
 {
@@ -667,6 +703,8 @@ static void client_login_ok(struct client *c)
 		client_fail(c, ERR_CONSOLE, "database does not allow connections: %s", c->database);
 		return;
 	}
+	if (!client_take_slot(c))
+		return;
 	if (c->pool->have_defaults) {
 		client_finish_login(c);
 		return;

@@ -148,8 +148,6 @@ static const struct compat_key compat_main_keys[] = {
 	{"server_fast_close", "*", "not configurable in berth"},
 	{"application_name_add_host", "*", "not supported by berth"},
 	{"autodb_idle_timeout", "*", "not configurable in berth"},
-	{"max_db_client_connections", "*", "not supported by berth; use max_client_conn"},
-	{"max_user_client_connections", "*", "not supported by berth; use max_client_conn"},
 	{"unix_socket_group", "*", "not supported by berth; set unix_socket_mode"},
 	{"service_name", "*", "Windows only"},
 	{"job_name", "*", "Windows only"},
@@ -182,13 +180,11 @@ static const char *const compat_db_options[] = {
 	"connect_query",
 	"server_lifetime",
 	"query_wait_timeout",
-	"max_db_client_connections",
 	"load_balance_hosts",
 };
 static const char *const compat_user_options[] = {
 	"reserve_pool_size",           "query_timeout",       "query_wait_timeout",
 	"idle_transaction_timeout",    "transaction_timeout", "client_idle_timeout",
-	"max_user_client_connections",
 };
 
 /* ---------------------------------------------------------------------
@@ -1357,7 +1353,7 @@ static bool db_parse_value(const char *value, const PQconninfoOption *known, boo
 	bool ok = false;
 
 	db->pool_size = db->min_pool_size = db->reserve_pool_size = -1;
-	db->pool_mode = db->max_db_connections = -1;
+	db->pool_mode = db->max_db_connections = db->max_db_client_connections = -1;
 
 	if (is_url(value) ? !url_split(value, known, &kv, msg, len)
 			  : !conninfo_split(value, known, &kv, msg, len))
@@ -1378,6 +1374,9 @@ static bool db_parse_value(const char *value, const PQconninfoOption *known, boo
 				goto out;
 		} else if (strcmp(k, "max_db_connections") == 0) {
 			if (!entry_int(k, k, v, quiet, &db->max_db_connections, msg, len))
+				goto out;
+		} else if (strcmp(k, "max_db_client_connections") == 0) {
+			if (!entry_int(k, k, v, quiet, &db->max_db_client_connections, msg, len))
 				goto out;
 		} else if (strcmp(k, "pool_mode") == 0) {
 			if (!entry_pool_mode(v, quiet, &db->pool_mode, msg, len))
@@ -1478,7 +1477,7 @@ static bool user_parse_value(const char *value, const PQconninfoOption *known, s
 {
 	struct kvlist kv = {0};
 	bool ok = false;
-	u->pool_mode = u->pool_size = u->max_user_connections = -1;
+	u->pool_mode = u->pool_size = u->max_user_connections = u->max_user_client_connections = -1;
 	if (!conninfo_split(value, known, &kv, msg, len))
 		goto out;
 	for (size_t i = 0; i < kv.n; i++) {
@@ -1492,13 +1491,16 @@ static bool user_parse_value(const char *value, const PQconninfoOption *known, s
 		} else if (strcmp(k, "max_user_connections") == 0) {
 			if (!entry_int(k, k, v, false, &u->max_user_connections, msg, len))
 				goto out;
+		} else if (strcmp(k, "max_user_client_connections") == 0) {
+			if (!entry_int(k, k, v, false, &u->max_user_client_connections, msg, len))
+				goto out;
 		} else if (str_in(k, compat_user_options, ARRAY_SIZE(compat_user_options))) {
 			fmt_msg(msg, len, "PgBouncer option \"%s\" is not supported by berth", k);
 			goto out;
 		} else {
 			fmt_msg(msg, len,
 				"unknown option \"%s\" (use pool_mode, pool_size, "
-				"max_user_connections)",
+				"max_user_connections, max_user_client_connections)",
 				k);
 			goto out;
 		}
@@ -2344,7 +2346,8 @@ void config_write_doc(FILE *out)
 	      "  `\"\"` for a double quote). `berth` is reserved for the admin console.\n"
 	      "- Pooler options, taken out before libpq sees the rest: `pool_size`, "
 	      "`min_pool_size`,\n"
-	      "  `reserve_pool` (or `reserve_pool_size`), `pool_mode`, `max_db_connections`.\n"
+	      "  `reserve_pool` (or `reserve_pool_size`), `pool_mode`, `max_db_connections`,\n"
+	      "  `max_db_client_connections`.\n"
 	      "- `dbname` is the server-side database (default: the entry's name; for `*`, the\n"
 	      "  name the client asked for). `user` makes every client log in upstream as that\n"
 	      "  user (one pool per database); `password` is its password (else auth_file's).\n"
@@ -2356,11 +2359,11 @@ void config_write_doc(FILE *out)
 	      "  host), as `server_connect_timeout` does; the sooner of the two applies.\n"
 	      "- `*` is the fallback for any name without its own entry.\n"
 	      "- Not supported (error): PgBouncer's `auth_user`, `auth_query`, `auth_dbname`,\n"
-	      "  `connect_query`, `server_lifetime`, `query_wait_timeout`,\n"
-	      "  `max_db_client_connections`, `load_balance_hosts`.\n\n"
+	      "  `connect_query`, `server_lifetime`, `query_wait_timeout`, `load_balance_hosts`.\n\n"
 	      "## [users]\n\n"
 	      "    alice = pool_mode=session max_user_connections=5 pool_size=3\n\n"
-	      "Options: `pool_mode`, `pool_size`, `max_user_connections`. PgBouncer's other\n"
+	      "Options: `pool_mode`, `pool_size`, `max_user_connections`,\n"
+	      "`max_user_client_connections`. PgBouncer's other\n"
 	      "per-user options are refused.\n\n"
 	      "## auth_file\n\n"
 	      "PgBouncer's `userlist.txt` format, one user per line:\n\n"

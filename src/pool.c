@@ -179,6 +179,19 @@ struct pool *pool_get(struct worker *w, const struct db_def *def, const char *db
 }
 
 /* Servers this user has open across every database. */
+int pool_user_client_count(struct worker *w, const char *user)
+{
+	int n = 0;
+	struct list *pos, *tmp;
+	list_for_each_safe(pos, tmp, &w->pools)
+	{
+		struct pool *p = list_entry(pos, struct pool, node);
+		if (strcmp(p->user, user) == 0)
+			n += p->n_clients;
+	}
+	return n;
+}
+
 static int user_server_count(struct worker *w, const char *server_user)
 {
 	int n = 0;
