@@ -178,31 +178,32 @@ struct pool *pool_get(struct worker *w, const struct db_def *def, const char *db
 	return p;
 }
 
-/* Servers this user has open across every database. */
-int pool_user_client_count(struct worker *w, const char *user)
+/*
+ * Sum over every pool of one user, across databases: its clients (by the
+ * client's user name) or its servers (by the upstream user name).
+ */
+static int user_pools_sum(struct worker *w, const char *name, bool servers)
 {
 	int n = 0;
 	struct list *pos, *tmp;
 	list_for_each_safe(pos, tmp, &w->pools)
 	{
 		struct pool *p = list_entry(pos, struct pool, node);
-		if (strcmp(p->user, user) == 0)
-			n += p->n_clients;
+		if (strcmp(servers ? p->server_user : p->user, name) == 0)
+			n += servers ? p->n_servers : p->n_clients;
 	}
 	return n;
 }
 
+int pool_user_client_count(struct worker *w, const char *user)
+{
+	return user_pools_sum(w, user, false);
+}
+
+/* Servers this user has open across every database. */
 static int user_server_count(struct worker *w, const char *server_user)
 {
-	int n = 0;
-	struct list *pos, *tmp;
-	list_for_each_safe(pos, tmp, &w->pools)
-	{
-		struct pool *p = list_entry(pos, struct pool, node);
-		if (strcmp(p->server_user, server_user) == 0)
-			n += p->n_servers;
-	}
-	return n;
+	return user_pools_sum(w, server_user, true);
 }
 
 enum open_verdict {
