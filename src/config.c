@@ -1340,12 +1340,30 @@ static bool conninfo_append(char **buf, size_t *blen, const char *k, const char 
 }
 
 /*
+ * Query parameters of a Prisma connection URL that configure Prisma itself
+ * (its own pool, statement cache, schema) rather than the connection: the
+ * DATABASE_URL a Prisma app used is the one its berth sidecar gets, so they
+ * are dropped with a warning instead of failing the start. (Prisma's
+ * connect_timeout, sslmode, sslcert, sslrootcert, sslpassword and
+ * application_name are libpq's too and keep their meaning.)
+ */
+static const char *const prisma_url_params[] = {
+	"schema",	 "connection_limit",	 "pool_timeout",
+	"socket_timeout", "pgbouncer",		 "statement_cache_size",
+	"sslaccept",	 "sslidentity",		 "max_connection_lifetime",
+	"max_idle_connection_lifetime",
+};
+
+/*
  * Build a db_def (everything but name) from a [databases] value or
  * DATABASE_URL. quiet: messages never quote values (the environment's URL).
+ * ignored: the names of Prisma's URL parameters dropped, comma-separated.
  */
 static bool db_parse_value(const char *value, const PQconninfoOption *known, bool quiet,
-			   struct db_def *db, char *msg, size_t len)
+			   struct db_def *db, char *ignored, size_t ignored_len, char *msg,
+			   size_t len)
 {
+	ignored[0] = '\0';
 	struct kvlist kv = {0}, pq = {0};
 	char *datestyle = NULL, *timezone = NULL, *options = NULL, *check = NULL, *pqerr = NULL;
 	size_t check_len = 0;
@@ -1399,6 +1417,11 @@ static bool db_parse_value(const char *value, const PQconninfoOption *known, boo
 		} else if (str_in(k, compat_db_options, ARRAY_SIZE(compat_db_options))) {
 			fmt_msg(msg, len, "PgBouncer option \"%s\" is not supported by berth", k);
 			goto out;
+		} else if (is_url(value) &&
+			   str_in(k, prisma_url_params, ARRAY_SIZE(prisma_url_params))) {
+			size_t used = strlen(ignored);
+			snprintf(ignored + used, ignored_len - used, "%s%s", used ? ", " : "", k);
+			continue;
 		} else {
 			fmt_msg(msg, len, "unknown connection option \"%s\"", k);
 			goto out;
@@ -1551,7 +1574,10 @@ static bool add_warning(struct loader *ld, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	snprintf(text, sizeof(text), "%s:%d: %s", ld->file, ld->line, msg);
+	if (ld->file)
+		snprintf(text, sizeof(text), "%s:%d: %s", ld->file, ld->line, msg);
+	else /* the environment: the message names the variable */
+		snprintf(text, sizeof(text), "%s", msg);
 	char **w = realloc(ld->cfg->warnings, (ld->cfg->n_warnings + 1) * sizeof(*w));
 	if (!w)
 		return load_fail(ld, "out of memory");
@@ -1668,9 +1694,17 @@ static bool database_entry(struct loader *ld, const char *name, const char *valu
 	if (strcmp(name, "berth") == 0)
 		return load_fail(ld,
 				 "database \"berth\": the name is reserved for the admin console");
-	if (!db_parse_value(value, ld->known, false, &db, msg, sizeof(msg))) {
+	char ignored[256];
+	if (!db_parse_value(value, ld->known, false, &db, ignored, sizeof(ignored), msg,
+			    sizeof(msg))) {
 		db_def_clear(&db);
 		return load_fail(ld, "database \"%s\": %s", name, msg);
+	}
+	if (ignored[0] && !add_warning(ld, "database \"%s\": Prisma's URL parameters are ignored "
+					   "(they configure Prisma, not the connection): %s",
+				       name, ignored)) {
+		db_def_clear(&db);
+		return false;
 	}
 	db.name = strdup(name);
 	if (!db.dbname && strcmp(name, "*") != 0)
@@ -2074,9 +2108,16 @@ static bool apply_database_url(struct loader *ld, const char *url)
 	struct config *cfg = ld->cfg;
 	struct db_def db = {0};
 	char msg[384];
-	if (!db_parse_value(url, ld->known, true, &db, msg, sizeof(msg))) {
+	char ignored[256];
+	if (!db_parse_value(url, ld->known, true, &db, ignored, sizeof(ignored), msg, sizeof(msg))) {
 		db_def_clear(&db);
 		return load_fail(ld, "environment variable DATABASE_URL: %s", msg);
+	}
+	if (ignored[0] && !add_warning(ld, "DATABASE_URL: Prisma's URL parameters are ignored "
+					   "(they configure Prisma, not the connection): %s",
+				       ignored)) {
+		db_def_clear(&db);
+		return false;
 	}
 	const char *name = db.dbname ? db.dbname : db.forced_user;
 	if (!name || !name[0]) {
@@ -2357,6 +2398,11 @@ void config_write_doc(FILE *out)
 	      "  `sslrootcert`, `target_session_attrs`, `connect_timeout`, ...) is kept for\n"
 	      "  the upstream connection. `connect_timeout` bounds the whole login (every\n"
 	      "  host), as `server_connect_timeout` does; the sooner of the two applies.\n"
+	      "- In a `postgres://` URL (an entry or DATABASE_URL), Prisma's own parameters\n"
+	      "  (`schema`, `connection_limit`, `pool_timeout`, `socket_timeout`, `pgbouncer`,\n"
+	      "  `statement_cache_size`, `sslaccept`, `sslidentity`, `max_connection_lifetime`,\n"
+	      "  `max_idle_connection_lifetime`) are ignored with a warning, so the URL a Prisma\n"
+	      "  app used works unchanged as berth's upstream.\n"
 	      "- `*` is the fallback for any name without its own entry.\n"
 	      "- Not supported (error): PgBouncer's `auth_user`, `auth_query`, `auth_dbname`,\n"
 	      "  `connect_query`, `server_lifetime`, `query_wait_timeout`, `load_balance_hosts`.\n\n"

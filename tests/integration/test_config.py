@@ -107,3 +107,29 @@ def test_password_not_logged_at_info(berth, pg):
             pass
     b.stop()
     assert pg.password not in b.stderr()
+
+
+def test_prisma_database_url_parameters(berth, pg):
+    """The DATABASE_URL a Prisma app used, handed to its berth sidecar as is:
+    Prisma's own parameters (schema, connection_limit, pgbouncer, pool_timeout,
+    ...) are dropped with a warning naming them, libpq's (sslmode,
+    connect_timeout) kept, and clients get through."""
+    b = berth("transaction", start=False)
+    b.env["DATABASE_URL"] = pg.url() + ("?schema=public&connection_limit=5&pgbouncer=true"
+                                        "&pool_timeout=10&statement_cache_size=0"
+                                        "&sslmode=disable&connect_timeout=5")
+    b.start()
+    with b.connect() as c:
+        assert c.execute("SELECT current_user, inet_server_port()").fetchone() == \
+            ("app", pg.port)
+        assert c.execute("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
+                         ).fetchone()[0] is False  # sslmode=disable reached libpq
+    err = b.stderr()
+    assert ("DATABASE_URL: Prisma's URL parameters are ignored (they configure Prisma, not "
+            "the connection): schema, connection_limit, pgbouncer, pool_timeout, "
+            "statement_cache_size") in err, err
+    assert pg.password not in err
+    # Only a URL's Prisma parameters are forgiven: a typo still stops the start.
+    r = run_berth([], env={"DATABASE_URL": pg.url() + "?schema=public&shcema=x",
+                           "BERTH_LISTEN": "127.0.0.1:%d" % free_port()})
+    assert r.returncode == 2 and 'unknown connection option "shcema"' in r.stderr

@@ -703,6 +703,29 @@ static void test_pgbouncer_settings_refused(void **state)
 	config_free(cfg);
 }
 
+static void test_prisma_url_parameters(void **state)
+{
+	(void)state;
+	const char *p = write_file("prisma.ini",
+				   "[databases]\n"
+				   "app = postgres://app@db.internal/app?schema=public&connection_limit=3"
+				   "&sslmode=require\n"
+				   "[berth]\nauth_type = trust\n");
+	struct config *cfg = load_ok(p, NULL);
+	assert_int_equal(cfg->n_warnings, 1);
+	assert_non_null(strstr(cfg->warnings[0], ":2: database \"app\": Prisma's URL parameters "
+						 "are ignored"));
+	assert_non_null(strstr(cfg->warnings[0], ": schema, connection_limit"));
+	const struct db_def *db = config_find_db(cfg, "app");
+	assert_string_equal(db_kw(db, "sslmode"), "require"); /* libpq's stay */
+	assert_null(db_kw(db, "schema"));
+	config_free(cfg);
+	/* Only in a URL: a conninfo string has no Prisma parameters. */
+	p = write_file("prisma2.ini", "[databases]\napp = host=db schema=public\n"
+				      "[berth]\nauth_type = trust\n");
+	load_fails(p, NULL, ":2:", "unknown connection option \"schema\"", (char *)NULL);
+}
+
 static void test_server_tls_protocols(void **state)
 {
 	(void)state;
@@ -1484,6 +1507,7 @@ int main(void)
 		cmocka_unit_test(test_pgbouncer_section_and_case),
 		cmocka_unit_test(test_realistic_pgbouncer_file),
 		cmocka_unit_test(test_pgbouncer_settings_refused),
+		cmocka_unit_test(test_prisma_url_parameters),
 		cmocka_unit_test(test_server_tls_protocols),
 		cmocka_unit_test(test_databases_conninfo),
 		cmocka_unit_test(test_databases_url),
