@@ -130,6 +130,14 @@ CONFIG_KEY(shutdown_timeout, CT_TIME, "30", 0, 0, CF_RELOAD,
 CONFIG_KEY(stats_period, CT_TIME, "60", 0, 0, CF_RELOAD,
 	   "Period over which SHOW STATS_AVERAGES averages (and the interval it is refreshed).")
 CONFIG_KEY(tcp_keepalive, CT_BOOL, "1", 0, 1, CF_RELOAD, "Turn on TCP keepalive on client sockets.")
+CONFIG_KEY(tcp_keepidle, CT_INT, "0", 0, 32767, CF_RELOAD,
+	   "Seconds of silence before keepalive probes (TCP_KEEPIDLE), on new client and server connections; 0 = the system's.")
+CONFIG_KEY(tcp_keepintvl, CT_INT, "0", 0, 32767, CF_RELOAD,
+	   "Seconds between keepalive probes (TCP_KEEPINTVL), on new client and server connections; 0 = the system's.")
+CONFIG_KEY(tcp_keepcnt, CT_INT, "0", 0, 127, CF_RELOAD,
+	   "Unanswered keepalive probes before the connection is dropped (TCP_KEEPCNT), on new client and server connections; 0 = the system's.")
+CONFIG_KEY(tcp_user_timeout, CT_INT, "0", 0, 2147483647, CF_RELOAD,
+	   "Milliseconds sent data may stay unacknowledged before the connection is dropped (TCP_USER_TIMEOUT), on new client and server connections; 0 = the system's.")
 CONFIG_KEY(tcp_defer_accept, CT_INT, "1", 0, 3600, CF_RESTART,
 	   "Seconds the kernel may hold a new TCP client until its first bytes arrive (TCP_DEFER_ACCEPT, Linux), so accepting and reading the startup packet take one wake-up; 0 = off. PgBouncer's 1 (on) means the same here. Not used with so_reuseport, whose takeover must find every connection in the accept queue.")
 CONFIG_KEY(so_reuseport, CT_BOOL, "0", 0, 1, CF_RESTART,

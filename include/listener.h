@@ -29,6 +29,7 @@ struct listen_sock {
 	bool tcp;
 	bool defer_accept;     /* TCP_DEFER_ACCEPT is on: accepted sockets have bytes waiting */
 	bool keepalive;        /* SO_KEEPALIVE as set on the listen socket now */
+	int tcp_tuning[4];     /* tcp_keepidle, _keepintvl, _keepcnt, tcp_user_timeout as set; 0 = system's */
 };
 
 struct listener {
@@ -46,5 +47,7 @@ struct listener {
 bool listener_start(struct listener *ls, struct worker *w, const struct config *cfg, char *err,
 		    size_t errlen) BERTH_MUSTCHECK;
 void listener_stop(struct listener *ls);
+/* After a reload: the listen sockets' keepalive options, for the next client already. */
+void listener_reconfigure(struct listener *ls, const struct config *cfg);
 
 #endif

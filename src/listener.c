@@ -50,6 +50,65 @@ static void sync_keepalive(struct listen_sock *s, const struct config *cfg)
 }
 
 /*
+ * tcp_keepidle, tcp_keepintvl, tcp_keepcnt and tcp_user_timeout, set on the
+ * listen socket for accepted sockets to inherit, as TCP_NODELAY is. Back to
+ * 0 after a reload means the system's value again: the sysctl's, since
+ * TCP_KEEPIDLE and friends take no 0.
+ */
+static const struct {
+	int opt;
+	const char *sysctl; /* the system's default, or NULL when 0 is valid */
+} tcp_tuning_opts[4] = {
+	{TCP_KEEPIDLE, "/proc/sys/net/ipv4/tcp_keepalive_time"},
+	{TCP_KEEPINTVL, "/proc/sys/net/ipv4/tcp_keepalive_intvl"},
+	{TCP_KEEPCNT, "/proc/sys/net/ipv4/tcp_keepalive_probes"},
+	{TCP_USER_TIMEOUT, NULL},
+};
+
+static void tcp_tuning_wanted(const struct config *cfg, int want[4])
+{
+	want[0] = cfg->tcp_keepidle;
+	want[1] = cfg->tcp_keepintvl;
+	want[2] = cfg->tcp_keepcnt;
+	want[3] = cfg->tcp_user_timeout;
+}
+
+static bool read_sysctl_int(const char *path, int *out)
+{
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return false;
+	bool ok = fscanf(f, "%d", out) == 1;
+	fclose(f);
+	return ok;
+}
+
+static void sync_tcp_tuning(struct listen_sock *s, const struct config *cfg)
+{
+	int want[4];
+	tcp_tuning_wanted(cfg, want);
+	for (int i = 0; i < 4; i++) {
+		if (s->tcp_tuning[i] == want[i])
+			continue;
+		int v = want[i];
+		if (v == 0 && tcp_tuning_opts[i].sysctl && !read_sysctl_int(tcp_tuning_opts[i].sysctl, &v))
+			continue;
+		if (set_int_opt(s->fd, IPPROTO_TCP, tcp_tuning_opts[i].opt, v))
+			s->tcp_tuning[i] = want[i];
+	}
+}
+
+/* Where sockets do not inherit: the non-default ones, per socket. */
+static void set_tcp_tuning(int fd, const struct config *cfg)
+{
+	int want[4];
+	tcp_tuning_wanted(cfg, want);
+	for (int i = 0; i < 4; i++)
+		if (want[i])
+			set_int_opt(fd, IPPROTO_TCP, tcp_tuning_opts[i].opt, want[i]);
+}
+
+/*
  * First TCP accept: did the socket inherit the listener's options? If not
  * (not Linux), every accepted socket gets them set from now on.
  */
@@ -72,6 +131,7 @@ static void set_client_opts(struct listener *ls, int fd, const struct config *cf
 	set_int_opt(fd, IPPROTO_TCP, TCP_NODELAY, 1);
 	if (cfg->tcp_keepalive)
 		set_int_opt(fd, SOL_SOCKET, SO_KEEPALIVE, 1);
+	set_tcp_tuning(fd, cfg);
 }
 
 static void resume_cb(evutil_socket_t fd, short what, void *arg)
@@ -108,6 +168,7 @@ static bool accept_one(struct listen_sock *s)
 	if (s->tcp) {
 		set_client_opts(ls, fd, cfg);
 		sync_keepalive(s, cfg);
+		sync_tcp_tuning(s, cfg);
 	}
 	client_accept(ls->w, fd, (struct sockaddr *)&ss, len, s->tcp && s->defer_accept);
 	return true;
@@ -147,6 +208,7 @@ static bool listen_fd(struct listener *ls, struct worker *w, int fd, bool tcp, i
 		set_int_opt(fd, IPPROTO_TCP, TCP_NODELAY, 1);
 		if (cfg->tcp_keepalive && set_int_opt(fd, SOL_SOCKET, SO_KEEPALIVE, 1))
 			s->keepalive = true;
+		sync_tcp_tuning(s, cfg);
 #ifdef TCP_DEFER_ACCEPT
 		/*
 		 * Not with so_reuseport: a connection still waiting for its first
@@ -317,5 +379,15 @@ void listener_stop(struct listener *ls)
 		    st.st_dev == ls->unix_dev)
 			unlink(ls->unix_path);
 		ls->unix_path[0] = 0;
+	}
+}
+
+void listener_reconfigure(struct listener *ls, const struct config *cfg)
+{
+	for (int i = 0; i < ls->n; i++) {
+		if (ls->socks[i].tcp && ls->socks[i].fd >= 0) {
+			sync_keepalive(&ls->socks[i], cfg);
+			sync_tcp_tuning(&ls->socks[i], cfg);
+		}
 	}
 }

@@ -286,6 +286,8 @@ bool runtime_reload(struct runtime *rt, char *err, size_t errlen)
 	rt->cfg = cfg;
 	pool_reconfigure(rt->worker, cfg);
 	health_reconfigure(rt->health);
+	if (rt->listener)
+		listener_reconfigure(rt->listener, cfg);
 	runtime_collect(rt);
 	log_info("configuration reloaded%s%s", rt->config_path ? " from " : "",
 		 rt->config_path ? rt->config_path : "");

@@ -321,13 +321,25 @@ static int64_t libpq_connect_timeout_us(const char *v)
 }
 
 /*
- * PgBouncer's server_tls_* settings, as libpq options ahead of the entry's
- * own: libpq takes the last of a repeated keyword, so an entry (or
+ * PgBouncer's server_tls_* and tcp_* settings, as libpq options ahead of the
+ * entry's own: libpq takes the last of a repeated keyword, so an entry (or
  * DATABASE_URL) that sets sslmode, sslrootcert, ... keeps its own.
  */
-static bool up_add_tls_defaults(struct upstream_conn *u, const struct config *cfg)
+static bool up_add_setting_defaults(struct upstream_conn *u, const struct config *cfg)
 {
 	bool ok = true;
+	/* tcp_keepidle, _keepintvl, _keepcnt and tcp_user_timeout: libpq sets them on its socket. */
+	static const char *const tcp_kw[4] = {"keepalives_idle", "keepalives_interval",
+					      "keepalives_count", "tcp_user_timeout"};
+	const int tcp_val[4] = {cfg->tcp_keepidle, cfg->tcp_keepintvl, cfg->tcp_keepcnt,
+				cfg->tcp_user_timeout};
+	for (int i = 0; i < 4; i++) {
+		if (tcp_val[i] > 0) {
+			char num[16];
+			snprintf(num, sizeof(num), "%d", tcp_val[i]);
+			ok &= kw_add(u, tcp_kw[i], num);
+		}
+	}
 	if (cfg->server_tls_sslmode[0])
 		ok &= kw_add(u, "sslmode", cfg->server_tls_sslmode);
 	if (cfg->server_tls_ca_file[0])
@@ -358,7 +370,7 @@ struct upstream_conn *upstream_connect(struct worker *w, const struct upstream_l
 	event_assign(&u->ev_timeout, w->base, -1, 0, up_timeout_cb, u);
 	event_assign(&u->ev_report, w->base, -1, 0, up_report_cb, u);
 
-	bool ok = up_add_tls_defaults(u, worker_config(w));
+	bool ok = up_add_setting_defaults(u, worker_config(w));
 	for (size_t i = 0; login->def->keywords && login->def->keywords[i]; i++)
 		ok &= kw_add(u, login->def->keywords[i], login->def->values[i]);
 	if (login->user) /* NULL: libpq's default (PGUSER, else the OS user) */

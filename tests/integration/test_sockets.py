@@ -226,3 +226,84 @@ def test_out_of_descriptors_pauses_accept_and_recovers(berth):
                 raise
             time.sleep(0.2)
     keep.close()
+
+
+TCP_TUNING = [(socket.TCP_KEEPIDLE, "tcp_keepalive_time"), (socket.TCP_KEEPINTVL, "tcp_keepalive_intvl"),
+              (socket.TCP_KEEPCNT, "tcp_keepalive_probes"), (socket.TCP_USER_TIMEOUT, None)]
+
+
+def tuning(s):
+    return tuple(opt(s, socket.IPPROTO_TCP, o) for o, _ in TCP_TUNING)
+
+
+def system_tuning():
+    out = []
+    for _, name in TCP_TUNING:
+        if name is None:
+            out.append(0)
+        else:
+            with open("/proc/sys/net/ipv4/" + name) as f:
+                out.append(int(f.read()))
+    return tuple(out)
+
+
+def server_socket(b, pg):
+    return _berth_socket(b.pid, lambda lport, rport, st: rport == pg.port and st == 0x01)
+
+
+def test_tcp_keepalive_tuning_on_client_and_server_sockets(berth, pg):
+    """tcp_keepidle, tcp_keepintvl, tcp_keepcnt and tcp_user_timeout reach the
+    kernel on client sockets (inherited from the listen socket) and on server
+    sockets (through libpq's keepalives_* and tcp_user_timeout)."""
+    b = berth("transaction", pool_size=1, tcp_keepidle=7, tcp_keepintvl=3, tcp_keepcnt=4,
+              tcp_user_timeout=6000, health_check_period=3600)
+    for _ in range(2):  # the first accept checks inheritance; the second relies on it
+        with b.connect() as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+            s = accepted_socket(b, client_port(conn))
+            try:
+                assert tuning(s) == (7, 3, 4, 6000)
+            finally:
+                s.close()
+            s = server_socket(b, pg)
+            try:
+                assert tuning(s) == (7, 3, 4, 6000)
+            finally:
+                s.close()
+
+
+def test_tcp_keepalive_tuning_defaults_and_reload(berth):
+    """Unset, sockets keep the system's values; set and then unset again by
+    RELOAD (SIGHUP), the next client follows."""
+    b = berth.file(settings={"tcp_keepidle": 0})
+    with b.connect() as conn:
+        s = accepted_socket(b, client_port(conn))
+        try:
+            assert tuning(s) == system_tuning()
+        finally:
+            s.close()
+
+    def reload_with(value):
+        with open(b.ini_path) as f:
+            text = f.read()
+        text = text.replace("tcp_keepidle = %d" % (0 if value else 9),
+                            "tcp_keepidle = %d" % value)
+        with open(b.ini_path, "w") as f:
+            f.write(text)
+        os.kill(b.pid, signal.SIGHUP)
+        time.sleep(0.5)
+
+    reload_with(9)
+    with b.connect() as conn:
+        s = accepted_socket(b, client_port(conn))
+        try:
+            assert tuning(s)[0] == 9
+        finally:
+            s.close()
+    reload_with(0)
+    with b.connect() as conn:
+        s = accepted_socket(b, client_port(conn))
+        try:
+            assert tuning(s) == system_tuning()
+        finally:
+            s.close()
