@@ -247,6 +247,16 @@ def system_tuning():
     return tuple(out)
 
 
+def client_tuning(b):
+    """The four options on the socket berth accepts for a new client."""
+    with b.connect() as conn:
+        s = accepted_socket(b, client_port(conn))
+        try:
+            return tuning(s)
+        finally:
+            s.close()
+
+
 def server_socket(b, pg):
     return _berth_socket(b.pid, lambda lport, rport, st: rport == pg.port and st == 0x01)
 
@@ -276,12 +286,7 @@ def test_tcp_keepalive_tuning_defaults_and_reload(berth):
     """Unset, sockets keep the system's values; set and then unset again by
     RELOAD (SIGHUP), the next client follows."""
     b = berth.file(settings={"tcp_keepidle": 0})
-    with b.connect() as conn:
-        s = accepted_socket(b, client_port(conn))
-        try:
-            assert tuning(s) == system_tuning()
-        finally:
-            s.close()
+    assert client_tuning(b) == system_tuning()
 
     def reload_with(value):
         with open(b.ini_path) as f:
@@ -294,16 +299,6 @@ def test_tcp_keepalive_tuning_defaults_and_reload(berth):
         time.sleep(0.5)
 
     reload_with(9)
-    with b.connect() as conn:
-        s = accepted_socket(b, client_port(conn))
-        try:
-            assert tuning(s)[0] == 9
-        finally:
-            s.close()
+    assert client_tuning(b)[0] == 9
     reload_with(0)
-    with b.connect() as conn:
-        s = accepted_socket(b, client_port(conn))
-        try:
-            assert tuning(s) == system_tuning()
-        finally:
-            s.close()
+    assert client_tuning(b) == system_tuning()
