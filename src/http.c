@@ -281,7 +281,9 @@ static void write_metrics(struct evbuffer *b, struct runtime *rt)
 	global_u64(b, "berth_clients_accepted_total", "counter", "Client connections accepted.",
 		   w->stats.clients_accepted);
 	global_u64(b, "berth_clients_refused_total", "counter",
-		   "Client connections refused (max_client_conn).", w->stats.clients_refused);
+		   "Client connections refused (max_client_conn, max_db_client_connections, "
+		   "max_user_client_connections).",
+		   w->stats.clients_refused);
 	global_u64(b, "berth_log_dropped_total", "counter",
 		   "Log lines dropped because the log sink could not keep up.", log_dropped_count());
 }
