@@ -45,6 +45,8 @@ struct pool {
 	int reserve_pool_size;
 	int max_db_connections;   /* 0 = no limit */
 	int max_user_connections; /* 0 = no limit */
+	int max_db_client_connections;   /* clients of the database, all users; 0 = no limit */
+	int max_user_client_connections; /* clients of the user, all databases; 0 = no limit */
 	uint32_t n_cl_login;        /* lengths of the three client lists, kept by client_set_state: */
 	uint32_t n_cl_active;       /* SHOW POOLS and /metrics must not walk thousands of clients */
 	uint32_t n_cl_waiting;

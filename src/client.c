@@ -642,18 +642,12 @@ static enum sbuf_action client_handle_auth(struct client *c, const struct pkt_hd
  */
 static bool client_take_slot(struct client *c)
 {
-	const struct config *cfg = worker_config(c->w);
 	struct pool *p = c->pool;
-	const struct db_def *def = p->db->def;
-	const struct user_def *ud = config_find_user(cfg, p->user);
-	int db_limit = def->max_db_client_connections >= 0 ? def->max_db_client_connections
-							    : cfg->max_db_client_connections;
-	int user_limit = ud && ud->max_user_client_connections >= 0 ? ud->max_user_client_connections
-								    : cfg->max_user_client_connections;
 	const char *limit = NULL;
-	if (db_limit > 0 && p->db->n_clients >= db_limit)
+	if (p->max_db_client_connections > 0 && p->db->n_clients >= p->max_db_client_connections)
 		limit = "max_db_client_connections";
-	else if (user_limit > 0 && pool_user_client_count(c->w, p->user) >= user_limit)
+	else if (p->max_user_client_connections > 0 &&
+		 pool_user_client_count(c->w, p->user) >= p->max_user_client_connections)
 		limit = "max_user_client_connections";
 	if (limit) {
 		c->w->stats.clients_refused++;

@@ -167,8 +167,6 @@ static bool accept_one(struct listen_sock *s)
 		return false;
 	if (s->tcp) {
 		set_client_opts(ls, fd, cfg);
-		sync_keepalive(s, cfg);
-		sync_tcp_tuning(s, cfg);
 	}
 	client_accept(ls->w, fd, (struct sockaddr *)&ss, len, s->tcp && s->defer_accept);
 	return true;

@@ -72,6 +72,10 @@ static void pool_apply_config(struct pool *p, const struct config *cfg)
 	p->reserve_pool_size = pick(def->reserve_pool_size, cfg->reserve_pool_size);
 	p->max_db_connections = pick(def->max_db_connections, cfg->max_db_connections);
 	p->max_user_connections = pick(ud ? ud->max_user_connections : -1, cfg->max_user_connections);
+	p->max_db_client_connections =
+		pick(def->max_db_client_connections, cfg->max_db_client_connections);
+	p->max_user_client_connections = pick(ud ? ud->max_user_client_connections : -1,
+					      cfg->max_user_client_connections);
 }
 
 static bool pool_has_clients(const struct pool *p)
