@@ -3,13 +3,12 @@
 transaction block open gets FATAL 08P01 "transaction blocks not allowed in
 statement pooling mode"; the block is rolled back with its server."""
 
-import threading
-
 import psycopg
 import pytest
 
 import pgwire
 from harness import NOT_HEALTH_CHECK
+from test_pooling import run_threads
 
 REFUSAL = "transaction blocks not allowed in statement pooling mode"
 
@@ -29,24 +28,16 @@ def backend_pid(conn):
 def test_autocommit_statements_share_servers(berth, pg, stmt_table):
     """20 autocommit clients, simple and extended protocol, on a pool of 2."""
     b = berth(pool_mode="statement", pool_size=2)
-    errors = []
 
     def client(i):
-        try:
-            with b.connect() as c:
-                for k in range(15):
-                    c.execute("INSERT INTO stmt_mode VALUES (%s, %s)", [i * 100 + k, "c%d" % i])
-                    got = c.execute("SELECT %s::int * 2", [i * 100 + k]).fetchone()[0]
-                    assert got == 2 * (i * 100 + k)
-                    c.execute("SELECT 1; SELECT 2")  # one Query, still autocommit
-        except Exception as e:  # noqa: B902 - reported below
-            errors.append((i, repr(e)))
+        with b.connect() as c:
+            for k in range(15):
+                c.execute("INSERT INTO stmt_mode VALUES (%s, %s)", [i * 100 + k, "c%d" % i])
+                got = c.execute("SELECT %s::int * 2", [i * 100 + k]).fetchone()[0]
+                assert got == 2 * (i * 100 + k)
+                c.execute("SELECT 1; SELECT 2")  # one Query, still autocommit
 
-    ts = [threading.Thread(target=client, args=(i,)) for i in range(20)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join(60)
+    errors = run_threads(20, client)
     assert not errors, errors
     assert pg.sql("SELECT count(*) FROM stmt_mode")[0][0] == 20 * 15
     assert pg.server_conns() <= 2
