@@ -41,7 +41,18 @@ struct db_def {
 	int pool_mode;         /* -1 = global, else enum pool_mode */
 	int max_db_connections; /* -1 = global */
 	int max_db_client_connections; /* -1 = global */
+	int64_t server_lifetime;       /* -1 = global */
+	int64_t query_wait_timeout;    /* -1 = the user's, else global */
+	char *connect_query;           /* run on each new server connection; NULL = none */
+	int load_balance_hosts;        /* enum lb_hosts: with several hosts, who goes first */
 };
+
+/*
+ * load_balance_hosts (PgBouncer's values): which host a new server connection
+ * tries first. disable (libpq's order, the default here as in libpq), or
+ * round-robin (each new connection starts one host further).
+ */
+enum lb_hosts { LB_DISABLE = 0, LB_ROUND_ROBIN };
 
 /* One [users] entry. */
 struct user_def {
@@ -50,6 +61,10 @@ struct user_def {
 	int pool_size;            /* -1 = database's */
 	int max_user_connections; /* -1 = global */
 	int max_user_client_connections; /* -1 = global */
+	int reserve_pool_size;    /* -1 = database's, else global */
+	/* -1 = not set: the database's (query_wait_timeout), else the global value */
+	int64_t query_timeout, query_wait_timeout, idle_transaction_timeout;
+	int64_t transaction_timeout, client_idle_timeout;
 };
 
 /* One credential: auth_file line, or DATABASE_URL's user and password. */

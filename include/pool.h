@@ -47,6 +47,19 @@ struct pool {
 	int max_user_connections; /* 0 = no limit */
 	int max_db_client_connections;   /* clients of the database, all users; 0 = no limit */
 	int max_user_client_connections; /* clients of the user, all databases; 0 = no limit */
+	/* Timeouts in us, 0 = none: [users] over [databases] over the global keys. */
+	int64_t server_lifetime;
+	int64_t query_wait_timeout;
+	int64_t query_timeout;
+	int64_t idle_transaction_timeout;
+	int64_t transaction_timeout;
+	int64_t client_idle_timeout;
+	uint32_t next_host;         /* load_balance_hosts = round-robin: the next to try first */
+	/*
+	 * The session settings connect_query leaves, as SQL "('name','value'),...":
+	 * the pinning probe does not count them as the client's. NULL = none.
+	 */
+	char *connect_settings;
 	uint32_t n_cl_login;        /* lengths of the three client lists, kept by client_set_state: */
 	uint32_t n_cl_active;       /* SHOW POOLS and /metrics must not walk thousands of clients */
 	uint32_t n_cl_waiting;

@@ -39,6 +39,8 @@ enum own_query {
 	OWN_PROBE,          /* does the session hold state that cannot be pooled? */
 	OWN_DEALLOCATE,     /* drop the statement cache after a cached-plan error */
 	OWN_CHECK,          /* server_check_query on a connection idle past server_check_delay */
+	OWN_CONNECT,        /* the entry's connect_query: on a new connection, after a reset */
+	OWN_CONNECT_SETTINGS, /* which session settings connect_query left */
 };
 
 /* REQ_QUERY sub bits: it drops every prepared statement; an error happened in it. */

@@ -31,6 +31,7 @@ struct upstream_login {
 	const char *dbname;
 	int64_t timeout_us;   /* server_connect_timeout; 0 = none (the caller times out) */
 	const char *application_name; /* NULL: the entry's own, if any */
+	unsigned rotate_hosts; /* load_balance_hosts = round-robin: start this many hosts on */
 };
 
 /*

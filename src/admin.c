@@ -660,9 +660,9 @@ static void database_row(struct exec *x, const struct db_def *def, const char *n
 	const char *host = def_keyword(def, "host");
 	const char *lbh = NULL;
 	if (host && strchr(host, ',')) {
-		lbh = def_keyword(def, "load_balance_hosts");
+		lbh = def_keyword(def, "load_balance_hosts"); /* libpq 16's own, if it knows it */
 		if (!lbh)
-			lbh = "disable"; /* libpq's default */
+			lbh = def->load_balance_hosts == LB_ROUND_ROBIN ? "round-robin" : "disable";
 	}
 	struct out *o = x->o;
 	out_row_begin(o, 17);
@@ -674,7 +674,8 @@ static void database_row(struct exec *x, const struct db_def *def, const char *n
 	out_int(o, def->pool_size >= 0 ? def->pool_size : cfg->default_pool_size);
 	out_int(o, def->min_pool_size >= 0 ? def->min_pool_size : cfg->min_pool_size);
 	out_int(o, def->reserve_pool_size >= 0 ? def->reserve_pool_size : cfg->reserve_pool_size);
-	out_int(o, cfg->server_lifetime / 1000000);
+	out_int(o, (def->server_lifetime >= 0 ? def->server_lifetime : cfg->server_lifetime) /
+			   1000000);
 	out_text(o, def->pool_mode >= 0 ? pool_mode_name(def->pool_mode) : NULL);
 	out_text(o, lbh);
 	out_int(o, def->max_db_connections >= 0 ? def->max_db_connections
@@ -995,14 +996,16 @@ static void user_row(struct exec *x, const char *name)
 			clients += (int)(p->n_cl_active + p->n_cl_waiting +
 					 p->n_cl_login);
 	}
-	char pool_size[16] = "";
+	char pool_size[16] = "", reserve[16] = "";
 	if (ud && ud->pool_size >= 0)
 		snprintf(pool_size, sizeof(pool_size), "%9d", ud->pool_size); /* PgBouncer pads */
+	if (ud && ud->reserve_pool_size >= 0)
+		snprintf(reserve, sizeof(reserve), "%9d", ud->reserve_pool_size);
 	struct out *o = x->o;
 	out_row_begin(o, 8);
 	out_text(o, name);
 	out_text(o, pool_size);
-	out_text(o, ""); /* reserve_pool_size: berth has no per-user override */
+	out_text(o, reserve);
 	out_text(o, ud && ud->pool_mode >= 0 ? pool_mode_name(ud->pool_mode) : NULL);
 	out_int(o, ud && ud->max_user_connections >= 0 ? ud->max_user_connections
 						       : cfg->max_user_connections);

@@ -1416,6 +1416,8 @@ static enum sbuf_action client_on_message(struct sbuf *sb, const struct pkt_hdr 
 void client_check_timeouts(struct client *c, int64_t now_us)
 {
 	const struct config *cfg = worker_config(c->w);
+	/* Before login the client has no pool yet: only the global timeouts apply. */
+	const struct pool *p = c->pool;
 	int64_t age = now_us - c->state_since_us;
 	switch (c->state) {
 	case CL_STARTUP:
@@ -1424,21 +1426,21 @@ void client_check_timeouts(struct client *c, int64_t now_us)
 			client_fail(c, ERR_PROTOCOL_VIOLATION, "client_login_timeout");
 		break;
 	case CL_WAITING:
-		if (cfg->query_wait_timeout > 0 && age > cfg->query_wait_timeout)
+		if (p->query_wait_timeout > 0 && age > p->query_wait_timeout)
 			client_fail(c, ERR_QUERY_WAIT_TIMEOUT,
 				    "query_wait_timeout: no server connection became free in time");
 		break;
 	case CL_LOGIN_WAIT:
-		if (cfg->query_wait_timeout > 0 && age > cfg->query_wait_timeout)
+		if (p->query_wait_timeout > 0 && age > p->query_wait_timeout)
 			client_fail(c, ERR_CONNECTION_FAILURE, "timed out waiting for a server login");
 		break;
 	case CL_IDLE:
-		if (cfg->client_idle_timeout > 0 && age > cfg->client_idle_timeout)
+		if (p->client_idle_timeout > 0 && age > p->client_idle_timeout)
 			client_fail(c, ERR_IDLE_SESSION_TIMEOUT, "client_idle_timeout");
 		break;
 	case CL_ACTIVE:
-		if (cfg->query_timeout > 0 && c->server && !replyq_empty(&c->server->q) &&
-		    c->query_start_us && now_us - c->query_start_us > cfg->query_timeout) {
+		if (p->query_timeout > 0 && c->server && !replyq_empty(&c->server->q) &&
+		    c->query_start_us && now_us - c->query_start_us > p->query_timeout) {
 			/*
 			 * As PgBouncer: the client and its server connection are closed.
 			 * The cancel first, so the backend stops the query now rather than
@@ -1448,14 +1450,14 @@ void client_check_timeouts(struct client *c, int64_t now_us)
 			client_fail(c, ERR_QUERY_CANCELED, "query_timeout");
 			break;
 		}
-		if (cfg->transaction_timeout > 0 && c->server && c->server->txn_status != 'I' &&
-		    c->xact_start_us && now_us - c->xact_start_us > cfg->transaction_timeout) {
+		if (p->transaction_timeout > 0 && c->server && c->server->txn_status != 'I' &&
+		    c->xact_start_us && now_us - c->xact_start_us > p->transaction_timeout) {
 			client_fail(c, ERR_TXN_TIMEOUT, "transaction_timeout");
 			break;
 		}
-		if (cfg->idle_transaction_timeout > 0 && c->server && replyq_empty(&c->server->q) &&
+		if (p->idle_transaction_timeout > 0 && c->server && replyq_empty(&c->server->q) &&
 		    c->server->txn_status != 'I' && now_us - c->server->state_since_us > 0 &&
-		    now_us - c->sb.last_activity_us > cfg->idle_transaction_timeout)
+		    now_us - c->sb.last_activity_us > p->idle_transaction_timeout)
 			client_fail(c, ERR_IDLE_IN_TXN_TIMEOUT, "idle_transaction_timeout");
 		break;
 	default:

@@ -173,14 +173,6 @@ static const char *const compat_db_options[] = {
 	"auth_user",
 	"auth_query",
 	"auth_dbname",
-	"connect_query",
-	"server_lifetime",
-	"query_wait_timeout",
-	"load_balance_hosts",
-};
-static const char *const compat_user_options[] = {
-	"reserve_pool_size",           "query_timeout",       "query_wait_timeout",
-	"idle_transaction_timeout",    "transaction_timeout", "client_idle_timeout",
 };
 
 /* ---------------------------------------------------------------------
@@ -843,6 +835,7 @@ static void db_def_clear(struct db_def *db)
 	free(db->values);
 	free(db->dbname);
 	free(db->forced_user);
+	free(db->connect_query);
 	free_secret(db->password);
 	memset(db, 0, sizeof(*db));
 }
@@ -1306,6 +1299,33 @@ static bool entry_int(const char *opt, const char *gkey, const char *v, bool qui
 	return true;
 }
 
+/* A per-entry time: as the global key, or -1 for "not set" (PgBouncer's spelling). */
+static bool entry_time(const char *opt, const char *v, bool quiet, int64_t *out, char *msg,
+		       size_t len)
+{
+	if (strcmp(v, "-1") == 0) {
+		*out = -1;
+		return true;
+	}
+	char why[256];
+	if (!parse_time(v, quiet ? MASK : v, out, why, sizeof(why)))
+		return fmt_msg(msg, len, "%s: %s", opt, why);
+	return true;
+}
+
+static bool entry_load_balance(const char *v, bool quiet, int *out, char *msg, size_t len)
+{
+	if (strcmp(v, "disable") == 0)
+		*out = LB_DISABLE;
+	else if (strcmp(v, "round-robin") == 0)
+		*out = LB_ROUND_ROBIN;
+	else
+		return fmt_msg(msg, len,
+			       "load_balance_hosts: \"%s\" is not one of disable, round-robin",
+			       quiet ? MASK : v);
+	return true;
+}
+
 static bool entry_pool_mode(const char *v, bool quiet, int *out, char *msg, size_t len)
 {
 	char why[256];
@@ -1368,6 +1388,7 @@ static bool db_parse_value(const char *value, const PQconninfoOption *known, boo
 
 	db->pool_size = db->min_pool_size = db->reserve_pool_size = -1;
 	db->pool_mode = db->max_db_connections = db->max_db_client_connections = -1;
+	db->server_lifetime = db->query_wait_timeout = -1;
 
 	if (is_url(value) ? !url_split(value, known, &kv, msg, len)
 			  : !conninfo_split(value, known, &kv, msg, len))
@@ -1395,6 +1416,18 @@ static bool db_parse_value(const char *value, const PQconninfoOption *known, boo
 		} else if (strcmp(k, "pool_mode") == 0) {
 			if (!entry_pool_mode(v, quiet, &db->pool_mode, msg, len))
 				goto out;
+		} else if (strcmp(k, "server_lifetime") == 0) {
+			if (!entry_time(k, v, quiet, &db->server_lifetime, msg, len))
+				goto out;
+		} else if (strcmp(k, "query_wait_timeout") == 0) {
+			if (!entry_time(k, v, quiet, &db->query_wait_timeout, msg, len))
+				goto out;
+		} else if (strcmp(k, "load_balance_hosts") == 0 && !libpq_knows(known, k)) {
+			/* libpq 16 knows it too (disable|random): then it is libpq's */
+			if (!entry_load_balance(v, quiet, &db->load_balance_hosts, msg, len))
+				goto out;
+		} else if (strcmp(k, "connect_query") == 0) {
+			own = &db->connect_query;
 		} else if (strcmp(k, "user") == 0) {
 			own = &db->forced_user;
 		} else if (strcmp(k, "password") == 0) {
@@ -1491,12 +1524,31 @@ out:
 	return ok;
 }
 
+/* The [users] timeout named k, or NULL. */
+static int64_t *user_time_option(struct user_def *u, const char *k)
+{
+	if (strcmp(k, "query_timeout") == 0)
+		return &u->query_timeout;
+	if (strcmp(k, "query_wait_timeout") == 0)
+		return &u->query_wait_timeout;
+	if (strcmp(k, "idle_transaction_timeout") == 0)
+		return &u->idle_transaction_timeout;
+	if (strcmp(k, "transaction_timeout") == 0)
+		return &u->transaction_timeout;
+	if (strcmp(k, "client_idle_timeout") == 0)
+		return &u->client_idle_timeout;
+	return NULL;
+}
+
 static bool user_parse_value(const char *value, const PQconninfoOption *known, struct user_def *u,
 			     char *msg, size_t len)
 {
 	struct kvlist kv = {0};
 	bool ok = false;
 	u->pool_mode = u->pool_size = u->max_user_connections = u->max_user_client_connections = -1;
+	u->reserve_pool_size = -1;
+	u->query_timeout = u->query_wait_timeout = u->idle_transaction_timeout = -1;
+	u->transaction_timeout = u->client_idle_timeout = -1;
 	if (!conninfo_split(value, known, &kv, msg, len))
 		goto out;
 	for (size_t i = 0; i < kv.n; i++) {
@@ -1513,13 +1565,18 @@ static bool user_parse_value(const char *value, const PQconninfoOption *known, s
 		} else if (strcmp(k, "max_user_client_connections") == 0) {
 			if (!entry_int(k, k, v, false, &u->max_user_client_connections, msg, len))
 				goto out;
-		} else if (str_in(k, compat_user_options, ARRAY_SIZE(compat_user_options))) {
-			fmt_msg(msg, len, "PgBouncer option \"%s\" is not supported by berth", k);
-			goto out;
+		} else if (strcmp(k, "reserve_pool_size") == 0) {
+			if (!entry_int(k, k, v, false, &u->reserve_pool_size, msg, len))
+				goto out;
+		} else if (user_time_option(u, k)) {
+			if (!entry_time(k, v, false, user_time_option(u, k), msg, len))
+				goto out;
 		} else {
 			fmt_msg(msg, len,
-				"unknown option \"%s\" (use pool_mode, pool_size, "
-				"max_user_connections, max_user_client_connections)",
+				"unknown option \"%s\" (use pool_mode, pool_size, reserve_pool_size, "
+				"max_user_connections, max_user_client_connections, query_timeout, "
+				"query_wait_timeout, idle_transaction_timeout, transaction_timeout, "
+				"client_idle_timeout)",
 				k);
 			goto out;
 		}
@@ -2384,7 +2441,17 @@ void config_write_doc(FILE *out)
 	      "- Pooler options, taken out before libpq sees the rest: `pool_size`, "
 	      "`min_pool_size`,\n"
 	      "  `reserve_pool` (or `reserve_pool_size`), `pool_mode`, `max_db_connections`,\n"
-	      "  `max_db_client_connections`.\n"
+	      "  `max_db_client_connections`, `server_lifetime` and `query_wait_timeout`\n"
+	      "  (seconds or a time with a unit; -1 = the global setting), and:\n"
+	      "  - `connect_query`: SQL run once on each new server connection before any\n"
+	      "    client gets it (single-quote it when it holds spaces). Its errors are\n"
+	      "    logged and otherwise ignored, as in PgBouncer; settings it changes are what\n"
+	      "    the pool's clients see as the server's at login. One that leaves a\n"
+	      "    transaction open fails the login.\n"
+	      "  - `load_balance_hosts` with several hosts: `disable` (the default, libpq's\n"
+	      "    order: the first host that accepts) or `round-robin` (each new server\n"
+	      "    connection starts one host further; host, hostaddr and port lists turn\n"
+	      "    together). PgBouncer's default is `round-robin`: set it to keep that.\n"
 	      "- `dbname` is the server-side database (default: the entry's name; for `*`, the\n"
 	      "  name the client asked for). `user` makes every client log in upstream as that\n"
 	      "  user (one pool per database); `password` is its password (else auth_file's).\n"
@@ -2400,13 +2467,14 @@ void config_write_doc(FILE *out)
 	      "  `max_idle_connection_lifetime`) are ignored with a warning, so the URL a Prisma\n"
 	      "  app used works unchanged as berth's upstream.\n"
 	      "- `*` is the fallback for any name without its own entry.\n"
-	      "- Not supported (error): PgBouncer's `auth_user`, `auth_query`, `auth_dbname`,\n"
-	      "  `connect_query`, `server_lifetime`, `query_wait_timeout`, `load_balance_hosts`.\n\n"
+	      "- Not supported (error): PgBouncer's `auth_user`, `auth_query`, `auth_dbname`.\n\n"
 	      "## [users]\n\n"
-	      "    alice = pool_mode=session max_user_connections=5 pool_size=3\n\n"
-	      "Options: `pool_mode`, `pool_size`, `max_user_connections`,\n"
-	      "`max_user_client_connections`. PgBouncer's other\n"
-	      "per-user options are refused.\n\n"
+	      "    alice = pool_mode=session max_user_connections=5 pool_size=3 query_timeout=30\n\n"
+	      "Options, as in PgBouncer: `pool_mode`, `pool_size`, `reserve_pool_size`,\n"
+	      "`max_user_connections`, `max_user_client_connections`, and the timeouts\n"
+	      "`query_timeout`, `query_wait_timeout`, `idle_transaction_timeout`,\n"
+	      "`transaction_timeout`, `client_idle_timeout` (-1 = not set). A user's value\n"
+	      "wins over the database entry's, which wins over the global setting.\n\n"
 	      "## auth_file\n\n"
 	      "PgBouncer's `userlist.txt` format, one user per line:\n\n"
 	      "    \"alice\" \"plain password\"\n"

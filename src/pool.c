@@ -44,6 +44,11 @@ static int pick(int specific, int global)
 	return specific >= 0 ? specific : global;
 }
 
+static int64_t pick_time(int64_t specific, int64_t global)
+{
+	return specific >= 0 ? specific : global;
+}
+
 static void pool_set_password(struct pool *p, const char *pw)
 {
 	if (p->server_password) {
@@ -69,13 +74,24 @@ static void pool_apply_config(struct pool *p, const struct config *cfg)
 	p->wanted_pool_mode = pick(ud ? ud->pool_mode : -1, pick(def->pool_mode, cfg->pool_mode));
 	p->pool_size = pick(ud ? ud->pool_size : -1, pick(def->pool_size, cfg->default_pool_size));
 	p->min_pool_size = pick(def->min_pool_size, cfg->min_pool_size);
-	p->reserve_pool_size = pick(def->reserve_pool_size, cfg->reserve_pool_size);
+	p->reserve_pool_size =
+		pick(ud ? ud->reserve_pool_size : -1, pick(def->reserve_pool_size, cfg->reserve_pool_size));
 	p->max_db_connections = pick(def->max_db_connections, cfg->max_db_connections);
 	p->max_user_connections = pick(ud ? ud->max_user_connections : -1, cfg->max_user_connections);
 	p->max_db_client_connections =
 		pick(def->max_db_client_connections, cfg->max_db_client_connections);
 	p->max_user_client_connections = pick(ud ? ud->max_user_client_connections : -1,
 					      cfg->max_user_client_connections);
+	p->server_lifetime = pick_time(def->server_lifetime, cfg->server_lifetime);
+	p->query_wait_timeout = pick_time(ud ? ud->query_wait_timeout : -1,
+					  pick_time(def->query_wait_timeout, cfg->query_wait_timeout));
+	p->query_timeout = pick_time(ud ? ud->query_timeout : -1, cfg->query_timeout);
+	p->idle_transaction_timeout =
+		pick_time(ud ? ud->idle_transaction_timeout : -1, cfg->idle_transaction_timeout);
+	p->transaction_timeout =
+		pick_time(ud ? ud->transaction_timeout : -1, cfg->transaction_timeout);
+	p->client_idle_timeout =
+		pick_time(ud ? ud->client_idle_timeout : -1, cfg->client_idle_timeout);
 }
 
 static bool pool_has_clients(const struct pool *p)
@@ -143,6 +159,7 @@ void pool_free(struct pool *p)
 	params_clear(&p->defaults);
 	stats_free(&p->stats);
 	pool_set_password(p, NULL);
+	free(p->connect_settings);
 	free(p);
 }
 
@@ -375,9 +392,7 @@ bool pool_request_server(struct pool *p, struct client *c)
 void pool_server_ready(struct pool *p, struct server *s)
 {
 	BERTH_ASSERT(s->state == SV_IDLE);
-	const struct config *cfg = worker_config(p->w);
-	if (cfg->server_lifetime > 0 &&
-	    worker_now_us(p->w) - s->connect_time_us > cfg->server_lifetime) {
+	if (p->server_lifetime > 0 && worker_now_us(p->w) - s->connect_time_us > p->server_lifetime) {
 		/*
 		 * Too old: not lent again. The janitor closes it; closing here would
 		 * free its buffer under the server callback that called us.

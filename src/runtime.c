@@ -126,7 +126,6 @@ void worker_schedule_reap(struct worker *w)
 
 static void janitor_pool(struct pool *p, int64_t now)
 {
-	const struct config *cfg = worker_config(p->w);
 	struct list *pos, *tmp;
 	list_for_each_safe(pos, tmp, &p->cl_waiting)
 	{
@@ -136,8 +135,8 @@ static void janitor_pool(struct pool *p, int64_t now)
 	{
 		client_check_timeouts(list_entry(pos, struct client, node), now);
 	}
-	if (cfg->client_idle_timeout > 0 || cfg->idle_transaction_timeout > 0 ||
-	    cfg->transaction_timeout > 0 || cfg->query_timeout > 0) {
+	if (p->client_idle_timeout > 0 || p->idle_transaction_timeout > 0 ||
+	    p->transaction_timeout > 0 || p->query_timeout > 0) {
 		list_for_each_safe(pos, tmp, &p->cl_active)
 		{
 			client_check_timeouts(list_entry(pos, struct client, node), now);

@@ -33,6 +33,8 @@ static void server_on_flushed(struct sbuf *sb);
 static bool server_send_own_query(struct server *s, enum own_query what, const char *sql,
 				  size_t n);
 static void server_release_when_flushed(struct server *s);
+static void server_connect_done(struct server *s);
+static bool server_start_connect_query(struct server *s);
 
 static const struct sbuf_ops server_sbuf_ops = {
 	.on_message = server_on_message,
@@ -116,6 +118,7 @@ struct server *server_connect(struct pool *pool)
 		.password = pool->server_password,
 		.dbname = def->dbname ? def->dbname : pool->db->name,
 		.timeout_us = cfg->server_connect_timeout,
+		.rotate_hosts = def->load_balance_hosts == LB_ROUND_ROBIN ? pool->next_host++ : 0,
 	};
 	s->up = upstream_start(w, s, &login);
 	if (!s->up) {
@@ -142,16 +145,68 @@ void server_login_done(struct server *s, int fd, void *ssl, const struct param_l
 	p->backoff_us = 0;
 	p->next_connect_us = 0;
 	p->last_error[0] = 0;
+	log_debug("S-%llu: logged in to %s as %s", (unsigned long long)s->id, p->db->name,
+		  p->server_user);
+	sbuf_start(&s->sb);
+	if (server_start_connect_query(s))
+		return;
+	if (s->state != SV_CLOSED)
+		server_connect_done(s);
+}
+
+/*
+ * Run the entry's connect_query, on a new connection and again after a reset
+ * (DISCARD ALL would otherwise take its settings away from the next client).
+ * True if it was sent (server_connect_done follows), false if there is none
+ * or on out of memory (then the server is closed).
+ */
+static bool server_start_connect_query(struct server *s)
+{
+	static const char settings[] =
+		"SELECT pg_catalog.string_agg(pg_catalog.format('(%L,%L)', name, setting), ',') "
+		"FROM pg_catalog.pg_settings WHERE source = 'session'";
+	const char *cq = s->pool->db->def->connect_query;
+	if (!cq || !cq[0])
+		return false;
+	if (!server_send_own_query(s, OWN_CONNECT, cq, strlen(cq)) ||
+	    !server_send_own_query(s, OWN_CONNECT_SETTINGS, settings, sizeof(settings) - 1)) {
+		server_close(s, "out of memory");
+		return false;
+	}
+	server_set_state(s, SV_RESETTING);
+	sbuf_flush(&s->sb);
+	return true;
+}
+
+/* The one text column of OWN_CONNECT_SETTINGS's row: kept for the pinning probe. */
+static void server_read_connect_settings(struct server *s, const uint8_t *data, size_t len)
+{
+	struct pkt_reader r;
+	reader_init(&r, data + PKT_HDR_LEN, len - PKT_HDR_LEN);
+	if (reader_u16(&r) != 1)
+		return;
+	uint32_t n = reader_u32(&r);
+	const uint8_t *v = n == 0xffffffffu ? NULL : reader_bytes(&r, n);
+	struct pool *p = s->pool;
+	free(p->connect_settings);
+	p->connect_settings = v && n > 0 ? strndup((const char *)v, n) : NULL;
+}
+
+/*
+ * The connection is ready to lend. What it reports now (after connect_query,
+ * whose SETs clients then see as the server's defaults) is what the pool's
+ * clients are shown at login.
+ */
+static void server_connect_done(struct server *s)
+{
+	struct pool *p = s->pool;
 	if (!p->have_defaults) {
-		if (!params_copy(&p->defaults, reported)) {
+		if (!params_copy(&p->defaults, &s->vars)) {
 			server_close(s, "out of memory");
 			return;
 		}
 		p->have_defaults = true;
 	}
-	log_debug("S-%llu: logged in to %s as %s", (unsigned long long)s->id, p->db->name,
-		  p->server_user);
-	sbuf_start(&s->sb);
 	server_set_state(s, SV_IDLE);
 	/* Clients that logged in before the pool knew server parameters can finish now. */
 	struct list *pos, *tmp;
@@ -567,8 +622,20 @@ static bool server_start_probe(struct server *s, struct client *c)
 				return false;
 		}
 	}
-	memcpy(q + pos, tail, sizeof(tail));
-	pos += sizeof(tail) - 1;
+	const char *cs = s->pool->connect_settings;
+	if (cs) {
+		/* connect_query's settings are the server's own, not the client's */
+		int n = snprintf(q + pos, sizeof(q) - pos,
+				 "]::text[]) AND (name, setting) NOT IN (VALUES %s)), "
+				 "session_user <> current_user",
+				 cs);
+		if (n < 0 || (size_t)n >= sizeof(q) - pos)
+			return false;
+		pos += (size_t)n;
+	} else {
+		memcpy(q + pos, tail, sizeof(tail));
+		pos += sizeof(tail) - 1;
+	}
 	c->probe_wanted = false;
 	c->probing = true;
 	if (!server_send_own_query(s, OWN_PROBE, q, pos))
@@ -835,6 +902,20 @@ static enum sbuf_action server_handle_own_query(struct server *s, struct req *r,
 		enum own_query what = (enum own_query)r->sub;
 		replyq_pop(&s->q);
 		struct client *c = s->client;
+		if (what == OWN_CONNECT) {
+			if (s->txn_status != 'I') {
+				/* Every new connection would do the same: fail as a login does. */
+				server_login_failed(s, "connect_query left a transaction open");
+				return SB_CLOSED;
+			}
+			/* As PgBouncer: connect_query's errors are logged (above), not fatal. */
+			s->own_failed = false;
+			return SB_SKIP;
+		}
+		if (what == OWN_CONNECT_SETTINGS && !s->own_failed && s->txn_status == 'I') {
+			server_connect_done(s);
+			return s->state == SV_CLOSED ? SB_CLOSED : SB_SKIP;
+		}
 		if (s->own_failed || s->txn_status != 'I') {
 			if (c && what == OWN_PARAM_SYNC && s->own_failed) {
 				/*
@@ -863,6 +944,10 @@ static enum sbuf_action server_handle_own_query(struct server *s, struct req *r,
 			if (q && (strcasestr(q, "DISCARD ALL") || strcasestr(q, "DEALLOCATE ALL")))
 				server_stmts_clear(&s->stmts);
 			s->synced_valid = false;
+			if (server_start_connect_query(s))
+				return SB_SKIP;
+			if (s->state == SV_CLOSED)
+				return SB_CLOSED;
 			server_set_state(s, SV_IDLE);
 			pool_server_ready(s->pool, s);
 			return SB_SKIP;
@@ -881,12 +966,14 @@ static enum sbuf_action server_handle_own_query(struct server *s, struct req *r,
 		/* A restored startup value: the client sees it change back, as after RESET. */
 		return r->sub == OWN_RESYNC && s->client ? SB_FORWARD : SB_SKIP;
 	case 'D':
-		if (r->sub != OWN_PROBE)
+		if (r->sub != OWN_PROBE && r->sub != OWN_CONNECT_SETTINGS)
 			return SB_SKIP;
 		if (avail < hdr->total_len && hdr->total_len <= s->sb.w->pkt_buf)
 			return SB_NEED_FULL;
-		if (avail >= hdr->total_len)
+		if (avail >= hdr->total_len && r->sub == OWN_PROBE)
 			server_read_probe(s, data, hdr->total_len);
+		else if (avail >= hdr->total_len)
+			server_read_connect_settings(s, data, hdr->total_len);
 		return SB_SKIP;
 	case 'E':
 		if (avail < hdr->total_len && hdr->total_len <= s->sb.w->pkt_buf)
@@ -1094,7 +1181,7 @@ void server_check_timeouts(struct server *s, int64_t now_us)
 	}
 	if (s->state != SV_IDLE)
 		return;
-	if (cfg->server_lifetime > 0 && now_us - s->connect_time_us > cfg->server_lifetime) {
+	if (s->pool->server_lifetime > 0 && now_us - s->connect_time_us > s->pool->server_lifetime) {
 		server_close(s, "server_lifetime");
 		return;
 	}

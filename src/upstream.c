@@ -132,6 +132,40 @@ static const char *kw_get(const struct upstream_conn *u, const char *k)
 	return NULL;
 }
 
+/*
+ * Rotate a comma-separated list by `by` places ("a,b,c" by 1 is "b,c,a"), in
+ * place of every value of key k that is a list. load_balance_hosts =
+ * round-robin rotates host, hostaddr and port alike, so they stay paired.
+ */
+static bool kw_rotate_list(struct upstream_conn *u, const char *k, unsigned by)
+{
+	for (int i = 0; i < u->n_kw; i++) {
+		const char *v = u->val[i];
+		if (strcmp(u->kw[i], k) != 0 || !strchr(v, ','))
+			continue;
+		unsigned n = 1;
+		for (const char *p = v; *p; p++)
+			n += *p == ',';
+		unsigned skip = by % n;
+		if (skip == 0)
+			continue;
+		const char *cut = v;
+		for (unsigned j = 0; j < skip; j++)
+			cut = strchr(cut, ',') + 1;
+		size_t head = (size_t)(cut - v) - 1, tail = strlen(cut);
+		char *r = malloc(head + tail + 2);
+		if (!r)
+			return false;
+		memcpy(r, cut, tail);
+		r[tail] = ',';
+		memcpy(r + tail + 1, v, head);
+		r[head + tail + 1] = '\0';
+		free(u->val[i]);
+		u->val[i] = r;
+	}
+	return true;
+}
+
 static void up_sock_cb(evutil_socket_t fd, short what, void *arg);
 
 static void up_wait(struct upstream_conn *u, PostgresPollingStatusType st)
@@ -380,6 +414,11 @@ struct upstream_conn *upstream_connect(struct worker *w, const struct upstream_l
 		ok &= kw_add(u, "password", login->password);
 	if (login->application_name) /* after the entry's: libpq takes the last */
 		ok &= kw_add(u, "application_name", login->application_name);
+	if (login->rotate_hosts) {
+		ok &= kw_rotate_list(u, "host", login->rotate_hosts);
+		ok &= kw_rotate_list(u, "hostaddr", login->rotate_hosts);
+		ok &= kw_rotate_list(u, "port", login->rotate_hosts);
+	}
 	if (!ok) {
 		upstream_finish(u);
 		return NULL;

@@ -863,7 +863,7 @@ static void test_databases_errors(void **state)
 	} cases[] = {
 		{"app = host=x hots=y", "unknown connection option \"hots\""},
 		{"app = postgres://h/db?bogus=1", "unknown connection option \"bogus\""},
-		{"app = host=x connect_query='SELECT 1'", "\"connect_query\" is not supported"},
+		{"app = host=x auth_query='SELECT 1'", "\"auth_query\" is not supported"},
 		{"app = host=x pool_size=abc", "pool_size: \"abc\" is not an integer"},
 		{"app = host=x pool_size=0", "out of range"},
 		{"app = host=x pool_mode=stmt", "pool_mode: \"stmt\" is not one of"},
@@ -904,6 +904,46 @@ static void test_fallback_and_duplicates(void **state)
 	config_free(cfg);
 }
 
+static void test_databases_pgbouncer_options(void **state)
+{
+	(void)state;
+	struct config *cfg =
+		load_main("[databases]\n"
+			  "app = host=a,b port=5432,5433 server_lifetime=30 query_wait_timeout=2.5 "
+			  "connect_query='SET search_path = app, public' "
+			  "load_balance_hosts=round-robin\n"
+			  "other = host=c query_wait_timeout=-1 load_balance_hosts=disable\n");
+	const struct db_def *db = config_find_db(cfg, "app");
+	assert_true(db->server_lifetime == 30000000);
+	assert_true(db->query_wait_timeout == 2500000);
+	assert_string_equal(db->connect_query, "SET search_path = app, public");
+	assert_int_equal(db->load_balance_hosts, LB_ROUND_ROBIN);
+	const char *gone[] = {"server_lifetime", "query_wait_timeout", "connect_query",
+			      "load_balance_hosts"};
+	for (size_t i = 0; i < sizeof(gone) / sizeof(gone[0]); i++)
+		if (db_kw(db, gone[i]))
+			fail_msg("keyword %s was not taken out", gone[i]);
+	db = config_find_db(cfg, "other");
+	assert_true(db->server_lifetime == -1);
+	assert_true(db->query_wait_timeout == -1);
+	assert_null(db->connect_query);
+	assert_int_equal(db->load_balance_hosts, LB_DISABLE);
+	config_free(cfg);
+
+	const char *p = write_file("lbh.ini", "[berth]\nauth_type = trust\n[databases]\n"
+					      "app = host=a,b load_balance_hosts=random\n");
+	load_fails(p, NULL, ":4: database \"app\"",
+		   "load_balance_hosts: \"random\" is not one of disable, round-robin",
+		   (char *)NULL);
+	p = write_file("lbh.ini", "[berth]\nauth_type = trust\n[databases]\n"
+				  "app = host=a server_lifetime=soon\n");
+	load_fails(p, NULL, ":4: database \"app\"", "server_lifetime:", (char *)NULL);
+	p = write_file("lbh.ini", "[berth]\nauth_type = trust\n[databases]\n"
+				  "app = host=a auth_user=pswcheck\n");
+	load_fails(p, NULL, ":4: database \"app\"",
+		   "PgBouncer option \"auth_user\" is not supported", (char *)NULL);
+}
+
 static void test_users_section(void **state)
 {
 	(void)state;
@@ -925,9 +965,23 @@ static void test_users_section(void **state)
 	assert_int_equal(cfg->n_users, 2);
 	config_free(cfg);
 
+	/* PgBouncer's per-user timeouts and reserve pool; -1 = not set */
+	cfg = load_main("[users]\n"
+			"dave = reserve_pool_size=2 query_timeout=5 query_wait_timeout=1.5 "
+			"idle_transaction_timeout=500ms transaction_timeout=1min "
+			"client_idle_timeout=-1\n");
+	u = config_find_user(cfg, "dave");
+	assert_int_equal(u->reserve_pool_size, 2);
+	assert_true(u->query_timeout == 5000000);
+	assert_true(u->query_wait_timeout == 1500000);
+	assert_true(u->idle_transaction_timeout == 500000);
+	assert_true(u->transaction_timeout == 60000000);
+	assert_true(u->client_idle_timeout == -1);
+	config_free(cfg);
+
 	const char *p = write_file(
-		"users.ini", "[berth]\nauth_type = trust\n[users]\n\nbob = query_timeout=5\n");
-	load_fails(p, NULL, ":5: user \"bob\"", "\"query_timeout\" is not supported", (char *)NULL);
+		"users.ini", "[berth]\nauth_type = trust\n[users]\n\nbob = query_timeout=-5\n");
+	load_fails(p, NULL, ":5: user \"bob\"", "query_timeout: \"-5\" is negative", (char *)NULL);
 	p = write_file("users.ini", "[berth]\nauth_type = trust\n[users]\ncarol = pool_size=abc\n");
 	load_fails(p, NULL, ":4: user \"carol\"", "\"abc\" is not an integer", (char *)NULL);
 	p = write_file("users.ini", "[berth]\nauth_type = trust\n[users]\ncarol = host=x\n");
@@ -1507,6 +1561,7 @@ int main(void)
 		cmocka_unit_test(test_pgbouncer_section_and_case),
 		cmocka_unit_test(test_realistic_pgbouncer_file),
 		cmocka_unit_test(test_pgbouncer_settings_refused),
+		cmocka_unit_test(test_databases_pgbouncer_options),
 		cmocka_unit_test(test_prisma_url_parameters),
 		cmocka_unit_test(test_server_tls_protocols),
 		cmocka_unit_test(test_databases_conninfo),
