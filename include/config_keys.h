@@ -113,6 +113,8 @@ CONFIG_KEY(log_connections, CT_BOOL, "0", 0, 1, CF_RELOAD,
 	   "Log each client login and logout (at info level).")
 CONFIG_KEY(log_format, CT_ENUM, "text", 0, 0, CF_RELOAD,
 	   "Log line format: text, or json (one object per line: ts, level, pid, msg, and the fields of query lines).")
+CONFIG_KEY(pidfile, CT_STRING, "", 0, 0, CF_RESTART,
+	   "File to write berth's process id to at start (removed at exit); empty = none. A file naming a running process stops the start.")
 CONFIG_KEY(logfile, CT_STRING, "", 0, 0, CF_RELOAD,
 	   "Also append log lines to this file (reopened on SIGHUP, for rotation); empty = stderr only.")
 CONFIG_KEY(syslog, CT_BOOL, "0", 0, 1, CF_RELOAD, "Also send log lines to syslog (/dev/log).")

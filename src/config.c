@@ -122,7 +122,6 @@ struct compat_key {
 };
 
 static const struct compat_key compat_main_keys[] = {
-	{"pidfile", "*", "berth writes no pid file"},
 	{"verbose", "*", "use log_level"},
 	{"log_disconnections", "*", "log_connections logs logouts too"},
 	{"log_pooler_errors", "*", "not configurable in berth"},

@@ -17,6 +17,7 @@
 #include "listener.h"
 #include "log.h"
 #include "manpage.h"
+#include "pidfile.h"
 #include "runtime.h"
 
 extern char **environ;
@@ -141,9 +142,20 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	struct listener ls;
-	char err[256];
+	char err[512];
+	/* The path as started: pidfile needs a restart, a reload keeps this one. */
+	char *pidfile = cfg->pidfile && cfg->pidfile[0] ? strdup(cfg->pidfile) : NULL;
+	if (pidfile && !pidfile_create(pidfile, err, sizeof(err))) {
+		log_error("%s", err);
+		free(pidfile);
+		worker_shutdown(&w);
+		config_free(cfg);
+		return 1;
+	}
 	if (!listener_start(&ls, &w, cfg, err, sizeof(err))) {
 		log_error("could not listen: %s", err);
+		pidfile_remove(pidfile);
+		free(pidfile);
 		worker_shutdown(&w);
 		config_free(cfg);
 		return 1;
@@ -181,6 +193,8 @@ int main(int argc, char **argv)
 	event_free(ev_hup);
 	worker_shutdown(&w);
 	runtime_free_retired(&rt);
+	pidfile_remove(pidfile);
+	free(pidfile);
 	log_shutdown();
 	config_free(rt.cfg);
 	libevent_global_shutdown();

@@ -4,11 +4,14 @@ load_balance_hosts in [databases]; reserve_pool_size and the timeouts in
 [users]. Each against a real PostgreSQL, with the global setting left
 different so that only the entry's value can explain the result."""
 
-import threading
+import os
+import subprocess
 import time
 
 import psycopg
 import pytest
+
+from harness import BERTH_BIN
 
 CQ = r"connect_query='SET enable_seqscan = off; SET work_mem = \'7MB\''"
 
@@ -135,3 +138,26 @@ def test_load_balance_hosts(berth, pg, mode):
     finally:
         for c in conns:
             c.close()
+
+
+def test_pidfile(berth, pg, tmp_path):
+    """pidfile: written at start, a second berth on the same file refuses to
+    start while the first runs, removed at exit; a stale one is replaced."""
+    path = str(tmp_path / "berth.pid")
+    b = berth.file(settings={"pidfile": path})
+    with open(path) as f:
+        assert f.read() == "%d\n" % b.pid
+    second = berth.file(settings={"pidfile": path}, start=False)
+    proc = subprocess.run([BERTH_BIN, second.ini_path], stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, timeout=20)
+    assert proc.returncode == 1
+    assert ("process %d is running" % b.pid) in proc.stdout.decode()
+    with b.connect() as c:  # the first is untouched
+        assert c.execute("SELECT 1").fetchone()[0] == 1
+    b.stop()
+    assert not os.path.exists(path)
+    with open(path, "w") as f:
+        f.write("999999999\n")  # no such process: stale
+    third = berth.file(settings={"pidfile": path})
+    with open(path) as f:
+        assert f.read() == "%d\n" % third.pid
