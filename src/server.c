@@ -35,6 +35,8 @@ static bool server_send_own_query(struct server *s, enum own_query what, const c
 static void server_release_when_flushed(struct server *s);
 static void server_connect_done(struct server *s);
 static bool server_start_connect_query(struct server *s);
+static bool server_only_own_queries(struct server *s);
+static bool server_has_own_query(struct server *s, enum own_query what);
 
 static const struct sbuf_ops server_sbuf_ops = {
 	.on_message = server_on_message,
@@ -477,9 +479,10 @@ void server_client_gone(struct server *s)
 	 */
 	bool clean = c && !sbuf_mid_message(&c->sb) &&
 		     !(c->sb.io && c->sb.io->sent < c->sb.io->parsed) && s->txn_status == 'I' &&
-		     replyq_empty(&s->q) && !s->skip_until_sync && !s->unsynced &&
+		     server_only_own_queries(s) && !s->skip_until_sync && !s->unsynced &&
 		     !sbuf_has_pending(&s->sb) && !s->sb.io;
-	bool pinned = c && c->pinned;
+	/* A probe still out may be about to find session state: count it as found. */
+	bool pinned = c && (c->pinned || server_has_own_query(s, OWN_PROBE));
 	s->client = NULL;
 	s->release_after_flush = false;
 	sbuf_link(&s->sb, NULL);
@@ -494,8 +497,32 @@ void server_client_gone(struct server *s)
 					       : "could not reset");
 		return;
 	}
+	if (!replyq_empty(&s->q)) {
+		/* berth's own queries (a parameter sync) finish first: idle at their end */
+		server_set_state(s, SV_RESETTING);
+		return;
+	}
 	server_set_state(s, SV_IDLE);
 	pool_server_ready(p, s);
+}
+
+/* Nothing in flight but berth's own queries (none of the client's requests). */
+static bool server_only_own_queries(struct server *s)
+{
+	for (uint32_t i = 0; i < s->q.n; i++)
+		if (replyq_at(&s->q, i)->kind != REQ_OWN_QUERY)
+			return false;
+	return true;
+}
+
+static bool server_has_own_query(struct server *s, enum own_query what)
+{
+	for (uint32_t i = 0; i < s->q.n; i++) {
+		const struct req *r = replyq_at(&s->q, i);
+		if (r->kind == REQ_OWN_QUERY && r->sub == what)
+			return true;
+	}
+	return false;
 }
 
 void server_close(struct server *s, const char *reason)
@@ -954,6 +981,11 @@ static enum sbuf_action server_handle_own_query(struct server *s, struct req *r,
 		}
 		if (c && replyq_empty(&s->q))
 			server_release_when_flushed(s);
+		else if (!c && replyq_empty(&s->q) && s->state == SV_RESETTING) {
+			/* its client left while berth's own queries ran: now idle */
+			server_set_state(s, SV_IDLE);
+			pool_server_ready(s->pool, s);
+		}
 		return SB_SKIP;
 	}
 	case 'S':

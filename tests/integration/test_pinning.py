@@ -21,6 +21,8 @@ import uuid
 
 import pytest
 
+import pgwire
+
 from drivers import target  # noqa: F401 - fixture
 
 LOCK = 72707369  # Prisma Migrate's advisory lock key
@@ -469,3 +471,25 @@ def test_prisma_migrate_deploy_emulated(target, pg):
     # pinned by the lock; or already by SET search_path, should berth not track it
     check_pin_log(t, "advisory", "SET")
     pg.sql("DROP SCHEMA prisma_mig CASCADE")
+
+
+def test_client_leaving_while_probe_runs_keeps_the_server(berth, pg):
+    """A statement that may leave session state (TRUNCATE here) makes berth ask
+    the server after its ReadyForQuery; a client that leaves at once, before the
+    answer, does not cost the server connection: it is reset and lent again."""
+    pg.sql("DROP TABLE IF EXISTS probe_t; CREATE TABLE probe_t (a int); "
+           "GRANT ALL ON probe_t TO PUBLIC")
+    b = berth("transaction", pool_size=1)
+    with b.connect() as c:
+        pid = c.execute("SELECT pg_backend_pid()").fetchone()[0]
+    for _ in range(20):
+        w = pgwire.Conn(b.host, b.port)
+        w.login(b.user, b.password, b.dbname)
+        rows, err = w.simple_query("TRUNCATE probe_t")
+        assert err is None, err
+        w.send(b"X\x00\x00\x00\x04")
+        w.close()
+    with b.connect() as c:
+        assert c.execute("SELECT pg_backend_pid()").fetchone()[0] == pid
+        assert c.execute("SELECT count(*) FROM probe_t").fetchone()[0] == 0
+    pg.sql("DROP TABLE probe_t")
