@@ -54,7 +54,13 @@ struct pool {
 	int64_t idle_transaction_timeout;
 	int64_t transaction_timeout;
 	int64_t client_idle_timeout;
-	uint32_t next_host;         /* load_balance_hosts = round-robin: the next to try first */
+	/*
+	 * Which host of a several-host entry a new connection tries first (libpq
+	 * then goes on in order): round-robin moves it on per connection, disable
+	 * per failed login, so a host that hangs until the login times out is
+	 * passed over from then on, as PgBouncer does.
+	 */
+	uint32_t host_offset;
 	/*
 	 * The session settings connect_query leaves, as SQL "('name','value'),...":
 	 * the pinning probe does not count them as the client's. NULL = none.

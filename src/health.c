@@ -58,6 +58,7 @@ struct target {
 	const char *secret;           /* secret_copy, or NULL: scrubbed from error texts */
 	char *secret_copy;            /* the login's password while a check runs (wiped after) */
 	int64_t started_mono_us;
+	uint32_t host_offset;         /* several hosts: start here; a failed check moves it on */
 	bool seen;                    /* reconfigure: still in the config */
 };
 
@@ -195,6 +196,7 @@ static void check_done(struct target *t, bool ok, const char *error)
 			log_warn("upstream %s is down: %s", st->database, st->last_error);
 		st->state = HEALTH_DOWN;
 		st->failures++;
+		t->host_offset++; /* as the pools do: a host that hangs is not tried first again */
 		if (st->consecutive_failures < UINT32_MAX)
 			st->consecutive_failures++;
 	}
@@ -378,6 +380,7 @@ static void target_start(struct target *t)
 		.dbname = def->dbname ? def->dbname : def->name,
 		.timeout_us = 0, /* ev_timer below covers login and query together */
 		.application_name = HEALTH_APPLICATION_NAME,
+		.rotate_hosts = t->host_offset,
 	};
 	if (!pick_login(t, cfg, def, &login)) {
 		check_done(t, false, "out of memory");

@@ -120,7 +120,8 @@ struct server *server_connect(struct pool *pool)
 		.password = pool->server_password,
 		.dbname = def->dbname ? def->dbname : pool->db->name,
 		.timeout_us = cfg->server_connect_timeout,
-		.rotate_hosts = def->load_balance_hosts == LB_ROUND_ROBIN ? pool->next_host++ : 0,
+		.rotate_hosts = def->load_balance_hosts == LB_ROUND_ROBIN ? pool->host_offset++
+									     : pool->host_offset,
 	};
 	s->up = upstream_start(w, s, &login);
 	if (!s->up) {
@@ -225,6 +226,8 @@ void server_login_failed(struct server *s, const char *why)
 	struct pool *p = s->pool;
 	log_warn("S-%llu: login to %s failed: %s", (unsigned long long)s->id, p->db->name, why);
 	p->w->stats.server_connect_failures++;
+	if (p->db->def->load_balance_hosts == LB_DISABLE)
+		p->host_offset++; /* the next login starts at the next host */
 	/*
 	 * The backoff first: closing starts another login for clients still
 	 * waiting, which must wait for the backoff, and the clients fail only

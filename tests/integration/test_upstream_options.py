@@ -140,6 +140,42 @@ def test_several_hosts_and_target_session_attrs(berth, pg):
     assert time.monotonic() - t0 < 10
 
 
+def test_hung_first_host_is_passed_over(berth, pg):
+    """The first host accepts TCP but never answers (a hung server: the kernel
+    completes the handshake, nobody reads). libpq would wait on it for ever;
+    the login times out (server_connect_timeout) and the next login starts at
+    the next host and stays there, as PgBouncer's load_balance_hosts=disable."""
+    hung = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    hung.bind(("127.0.0.1", 0))
+    hung.listen(64)
+    try:
+        b = berth.file(settings={"server_connect_timeout": 1, "server_login_retry": 0.2,
+                                 "query_wait_timeout": 20},
+                       databases={"app": "host=127.0.0.1,127.0.0.1 port=%d,%d dbname=app "
+                                         "user=app password=%s" % (
+                                             hung.getsockname()[1], pg.port, pg.password)})
+        t0 = time.monotonic()
+        while True:
+            try:
+                with b.connect() as c:
+                    assert c.execute("SELECT inet_server_port()").fetchone()[0] == pg.port
+                break
+            except psycopg.OperationalError:
+                assert time.monotonic() - t0 < 15, "never got past the hung host"
+                time.sleep(0.2)
+        # from now on new server connections start at the working host: no waiting
+        conns = [b.connect() for _ in range(3)]
+        t1 = time.monotonic()
+        for c in conns:
+            c.execute("BEGIN")  # each holds its own server connection
+            assert c.execute("SELECT inet_server_port()").fetchone()[0] == pg.port
+        assert time.monotonic() - t1 < 0.9, "a new login waited on the hung host"
+        for c in conns:
+            c.close()
+    finally:
+        hung.close()
+
+
 def test_passfile(berth, pg):
     """No password in the entry, and only a SCRAM verifier in auth_file (enough to
     check clients, useless for logging in upstream): libpq reads the passfile."""
