@@ -9,7 +9,8 @@ import pytest
 
 import pgwire
 from harness import attempt
-from test_pooling import MaxSampler, run_threads
+from drivers import run_threads
+from test_pooling import MaxSampler
 
 
 def hold_transactions(b, n, seconds, **connkw):

@@ -9,25 +9,8 @@ import time
 import psycopg
 import pytest
 
+from drivers import run_threads
 from harness import NOT_HEALTH_CHECK, attempt
-
-
-def run_threads(n, fn):
-    errors = []
-
-    def wrap(i):
-        try:
-            fn(i)
-        except BaseException as e:  # noqa: B902 - report everything
-            errors.append((i, repr(e)))
-
-    ts = [threading.Thread(target=wrap, args=(i,), daemon=True) for i in range(n)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join(90)
-    assert not [t for t in ts if t.is_alive()], "client threads hung"
-    return errors
 
 
 class MaxSampler:

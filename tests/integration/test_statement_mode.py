@@ -8,7 +8,7 @@ import pytest
 
 import pgwire
 from harness import NOT_HEALTH_CHECK
-from test_pooling import run_threads
+from drivers import run_threads
 
 REFUSAL = "transaction blocks not allowed in statement pooling mode"
 
