@@ -84,7 +84,6 @@ struct worker {
 	struct worker_stats stats;
 	int64_t stats_rolled_us;    /* when the last stats_period ended */
 	int64_t io_now_us;          /* clock read at the start of the running socket callback; 0 outside one */
-	struct login_thread *login_thread; /* upstream.c: runs libpq's login steps; NULL until needed */
 };
 
 /* How a shutdown waits (PgBouncer 1.23+ signals; admin SHUTDOWN). */

@@ -50,8 +50,6 @@ struct upstream_conn *upstream_connect(struct worker *w, const struct upstream_l
 struct pg_conn *upstream_pgconn(struct upstream_conn *u);
 /* Abandon a connection attempt or close a logged-in connection (PQfinish). */
 void upstream_finish(struct upstream_conn *u);
-/* Worker shutdown, after every upstream_finish: end the login thread, free what it held. */
-void upstream_login_thread_stop(struct worker *w);
 /*
  * Ask the server to cancel what this connection runs. Runs PQcancel on a
  * helper thread: never blocks the loop. False if too many are in flight.

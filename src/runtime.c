@@ -4,7 +4,6 @@
  * and reconnects pools after backoff. Holds no protocol state.
  */
 #include "runtime.h"
-#include "upstream.h"
 
 #include <stddef.h>
 #include <stdio.h>
@@ -240,7 +239,6 @@ void worker_shutdown(struct worker *w)
 	slab_destroy(&w->clients);
 	event_del(&w->ev_janitor);
 	event_del(&w->ev_reap);
-	upstream_login_thread_stop(w);
 	evdns_base_free(w->dns, 0);
 	event_base_free(w->base);
 }

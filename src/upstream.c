@@ -6,13 +6,6 @@
  * on top. Every libpq option works because the connection string is libpq's
  * own. Must not run libpq calls on a server's connection between the socket
  * handoff and PQfinish, except PQgetCancel for cancels.
- *
- * Each PQconnectPoll step runs on the worker's login thread, not the event
- * loop: one of them derives the SCRAM key (PBKDF2, thousands of HMACs, some
- * milliseconds) and others run TLS handshakes, and the loop must not stall
- * every client for that. The loop arms the socket event; when it fires it
- * queues the connection for the thread, which polls and hands it back
- * through an eventfd. While queued, only the thread touches its PGconn.
  */
 #include "upstream.h"
 
@@ -29,9 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
-#include <unistd.h>
 
 #include "config.h"
 #include "log.h"
@@ -81,27 +72,6 @@ struct upstream_conn {
 	char **val;
 	int n_kw;
 	char error[512];
-	/* The login thread's part (struct login_thread's lock hands it over). */
-	struct upstream_conn *next_job;     /* in the thread's queue or done list */
-	bool in_thread;                     /* queued or being polled: the loop keeps off conn */
-	bool abandoned;                     /* upstream_finish came meanwhile: free when back */
-	PostgresPollingStatusType polled;   /* what the thread's PQconnectPoll said */
-};
-
-/*
- * One per worker, started at the first login: a thread that runs the
- * PQconnectPoll steps, with a FIFO of connections to poll and a list of
- * polled ones the loop takes back when the eventfd says so.
- */
-struct login_thread {
-	pthread_t thread;
-	pthread_mutex_t lock;
-	pthread_cond_t wake;
-	struct upstream_conn *queue_head, *queue_tail; /* to poll, FIFO */
-	struct upstream_conn *done;                    /* polled, any order */
-	bool stop;
-	int efd;             /* eventfd: polled connections are waiting */
-	struct event ev_done;
 };
 
 static void up_fail(struct upstream_conn *u, const char *fmt, ...) BERTH_PRINTF(2, 3);
@@ -224,141 +194,9 @@ static void up_login_complete(struct upstream_conn *u)
 	u->ready(u->arg, u); /* may finish u: touch nothing after */
 }
 
-static void *login_thread_main(void *arg)
-{
-	struct login_thread *lt = arg;
-	pthread_mutex_lock(&lt->lock);
-	for (;;) {
-		while (!lt->queue_head && !lt->stop)
-			pthread_cond_wait(&lt->wake, &lt->lock);
-		if (lt->stop)
-			break;
-		struct upstream_conn *u = lt->queue_head;
-		lt->queue_head = u->next_job;
-		if (!lt->queue_head)
-			lt->queue_tail = NULL;
-		pthread_mutex_unlock(&lt->lock);
-		u->polled = PQconnectPoll(u->conn);
-		pthread_mutex_lock(&lt->lock);
-		u->next_job = lt->done;
-		lt->done = u;
-		uint64_t one = 1;
-		if (write(lt->efd, &one, sizeof(one)) < 0) {
-			/* the counter is non-zero already: the loop will look */
-		}
-	}
-	pthread_mutex_unlock(&lt->lock);
-	return NULL;
-}
-
-static void up_polled(struct upstream_conn *u, PostgresPollingStatusType st);
-static void up_free(struct upstream_conn *u);
-
-/* The eventfd fired: take the polled connections back and go on with each. */
-static void login_done_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct login_thread *lt = arg;
-	(void)what;
-	uint64_t n;
-	if (read(fd, &n, sizeof(n)) < 0) {
-		/* EAGAIN: another callback took them */
-	}
-	pthread_mutex_lock(&lt->lock);
-	struct upstream_conn *list = lt->done;
-	lt->done = NULL;
-	pthread_mutex_unlock(&lt->lock);
-	while (list) {
-		struct upstream_conn *u = list;
-		list = u->next_job;
-		u->next_job = NULL;
-		u->in_thread = false;
-		if (u->abandoned)
-			up_free(u);
-		else if (u->phase == UP_POLLING)
-			up_polled(u, u->polled);
-		/* else it timed out meanwhile: its failure report is on its way */
-	}
-}
-
-static struct login_thread *login_thread_get(struct worker *w)
-{
-	if (w->login_thread)
-		return w->login_thread;
-	struct login_thread *lt = calloc(1, sizeof(*lt));
-	if (!lt)
-		return NULL;
-	lt->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	if (lt->efd < 0) {
-		free(lt);
-		return NULL;
-	}
-	pthread_mutex_init(&lt->lock, NULL);
-	pthread_cond_init(&lt->wake, NULL);
-	event_assign(&lt->ev_done, w->base, lt->efd, EV_READ | EV_PERSIST, login_done_cb, lt);
-	event_add(&lt->ev_done, NULL);
-	if (pthread_create(&lt->thread, NULL, login_thread_main, lt) != 0) {
-		event_del(&lt->ev_done);
-		close(lt->efd);
-		pthread_mutex_destroy(&lt->lock);
-		pthread_cond_destroy(&lt->wake);
-		free(lt);
-		return NULL;
-	}
-	w->login_thread = lt;
-	return lt;
-}
-
-void upstream_login_thread_stop(struct worker *w)
-{
-	struct login_thread *lt = w->login_thread;
-	if (!lt)
-		return;
-	pthread_mutex_lock(&lt->lock);
-	lt->stop = true;
-	pthread_cond_signal(&lt->wake);
-	pthread_mutex_unlock(&lt->lock);
-	pthread_join(lt->thread, NULL);
-	/* Whatever is left was abandoned by upstream_finish during the shutdown. */
-	struct upstream_conn *lists[2] = {lt->queue_head, lt->done};
-	for (int i = 0; i < 2; i++) {
-		while (lists[i]) {
-			struct upstream_conn *u = lists[i];
-			lists[i] = u->next_job;
-			u->in_thread = false;
-			if (u->abandoned)
-				up_free(u);
-		}
-	}
-	event_del(&lt->ev_done);
-	close(lt->efd);
-	pthread_mutex_destroy(&lt->lock);
-	pthread_cond_destroy(&lt->wake);
-	free(lt);
-	w->login_thread = NULL;
-}
-
-/* Hand the next PQconnectPoll step to the login thread (inline if it cannot start). */
 static void up_poll(struct upstream_conn *u)
 {
-	struct login_thread *lt = login_thread_get(u->w);
-	if (!lt) {
-		up_polled(u, PQconnectPoll(u->conn));
-		return;
-	}
-	u->in_thread = true;
-	u->next_job = NULL;
-	pthread_mutex_lock(&lt->lock);
-	if (lt->queue_tail)
-		lt->queue_tail->next_job = u;
-	else
-		lt->queue_head = u;
-	lt->queue_tail = u;
-	pthread_cond_signal(&lt->wake);
-	pthread_mutex_unlock(&lt->lock);
-}
-
-static void up_polled(struct upstream_conn *u, PostgresPollingStatusType st)
-{
+	PostgresPollingStatusType st = PQconnectPoll(u->conn);
 	switch (st) {
 	case PGRES_POLLING_READING:
 	case PGRES_POLLING_WRITING:
@@ -677,21 +515,6 @@ void upstream_finish(struct upstream_conn *u)
 {
 	if (!u)
 		return;
-	if (u->ev_sock_set)
-		event_del(&u->ev_sock);
-	u->ev_sock_set = false;
-	event_del(&u->ev_timeout);
-	event_del(&u->ev_report);
-	if (u->in_thread) {
-		/* The login thread is polling its PGconn: freed when it hands it back. */
-		u->abandoned = true;
-		return;
-	}
-	up_free(u);
-}
-
-static void up_free(struct upstream_conn *u)
-{
 	for (int i = 0; i < u->n_hosts; i++) {
 		if (u->dns_req[i]) {
 			struct evdns_getaddrinfo_request *r = u->dns_req[i];
