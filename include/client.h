@@ -84,6 +84,7 @@ struct client {
 	struct param_list vars;    /* GUC values this client expects on its server */
 	struct param_list startup; /* values from the startup packet: what RESET returns to */
 	bool over_limit;           /* accepted past max_client_conn: refuse after startup */
+	uint8_t replication;       /* enum replication_mode, from the startup packet */
 	bool counted;              /* in pool->n_clients and its database's (client connection limits) */
 	struct client_stmts stmts; /* its prepared statements (transaction mode) */
 	bool resync_pending;       /* sent SQL that may RESET settings: restore startup values after it */

@@ -10,7 +10,8 @@
 #define ERR_INVALID_AUTH_SPEC "28000"    /* unknown user under trust, auth method the client refuses */
 #define ERR_UNKNOWN_DATABASE "3D000"     /* no such database in [databases] */
 #define ERR_PROTOCOL_VIOLATION "08P01"   /* malformed packet, bad SCRAM message, login timeout */
-#define ERR_FEATURE_NOT_SUPPORTED "0A000" /* protocol major version, replication connections */
+#define ERR_FEATURE_NOT_SUPPORTED "0A000" /* protocol major version */
+#define ERR_INVALID_PARAMETER "22023"   /* a startup parameter's bad value (replication=) */
 #define ERR_TOO_MANY_CONNECTIONS "53300" /* max_client_conn reached */
 
 /* Serving */

@@ -31,6 +31,9 @@ struct database {
 	bool disabled;        /* DISABLE db: new clients refused until ENABLE db */
 };
 
+/* A client's startup "replication" (PgBouncer 1.23+): its pool and servers are its own. */
+enum replication_mode { REPL_NONE = 0, REPL_PHYSICAL, REPL_LOGICAL };
+
 struct pool {
 	struct list node;           /* worker->pools */
 	struct worker *w;
@@ -39,6 +42,12 @@ struct pool {
 	char server_user[64];       /* user logged in upstream (forced user or client user) */
 	char *server_password;      /* secret: never logged */
 	int pool_mode;              /* enum pool_mode */
+	/*
+	 * enum replication_mode. Not REPL_NONE: session mode, servers opened with
+	 * libpq's replication option, bytes passed through both ways untouched
+	 * (CopyBoth streaming), and each server closed when its client leaves.
+	 */
+	int replication;
 	int wanted_pool_mode;       /* from the config; taken while the pool has no clients */
 	int pool_size;
 	int min_pool_size;
@@ -89,7 +98,7 @@ struct pool {
 
 /* Find or create the pool; NULL on out of memory. */
 struct pool *pool_get(struct worker *w, const struct db_def *def, const char *dbname,
-		      const char *user);
+		      const char *user, int replication);
 /* The client needs a server: link one now (true) or queue it (false). */
 bool pool_request_server(struct pool *pool, struct client *c);
 /* Logged-in clients of this user, every database (max_user_client_connections). */

@@ -35,6 +35,7 @@ struct server {
 	struct pool *pool;
 	struct client *client;        /* SV_ACTIVE only */
 	struct upstream_conn *up;     /* libpq connection: owns the socket and any TLS */
+	bool passthrough;             /* a walsender (pool->replication): bytes pass as they are */
 	uint64_t id;
 	uint32_t backend_pid;
 	int64_t connect_time_us;

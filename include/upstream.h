@@ -32,6 +32,7 @@ struct upstream_login {
 	int64_t timeout_us;   /* server_connect_timeout; 0 = none (the caller times out) */
 	const char *application_name; /* NULL: the entry's own, if any */
 	unsigned rotate_hosts; /* load_balance_hosts = round-robin: start this many hosts on */
+	const char *replication; /* libpq's replication option ("true", "database"), or NULL */
 };
 
 /*

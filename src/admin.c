@@ -809,6 +809,7 @@ static const struct col socket_cols[] = {
 /* What SHOW CLIENTS/SERVERS says about one connection. */
 struct sock_row {
 	const char *type, *user, *database, *state;
+	int replication; /* enum replication_mode */
 	int fd;
 	const struct sockaddr *peer; /* NULL: ask the socket */
 	int unix_port;               /* port shown for unix sockets */
@@ -852,7 +853,8 @@ static void socket_row(struct exec *x, const struct sock_row *r)
 	out_text(o, r->type);
 	out_text(o, r->user);
 	out_text(o, r->database);
-	out_text(o, "none");
+	static const char *const repl[] = {"none", "physical", "logical"};
+	out_text(o, repl[r->replication]);
 	out_text(o, r->state);
 	out_text(o, addr);
 	out_int(o, port);
@@ -889,6 +891,7 @@ static void client_row(struct exec *x, struct client *c, const char *state)
 		.type = "C",
 		.user = c->user,
 		.database = c->database,
+		.replication = c->replication,
 		.state = state,
 		.fd = c->sb.fd,
 		.peer = c->addr.sa.sa_family == AF_UNIX ? NULL : &c->addr.sa,
@@ -944,6 +947,7 @@ static void server_rows(struct exec *x, struct pool *p, struct list *head, const
 			.type = "S",
 			.user = p->server_user,
 			.database = p->db->name,
+			.replication = p->replication,
 			.state = state ? state
 				       : server_needs_check(s, worker_now_us(x->w)) ? "used" : "idle",
 			.fd = s->sb.fd,

@@ -342,6 +342,34 @@ static enum sbuf_action client_handle_cancel(struct client *c, const uint8_t *da
 	return SB_CLOSED;
 }
 
+/*
+ * The startup packet's "replication": true/on/yes/1 asks for a physical
+ * walsender, database for a logical one (SQL too), false/off/no/0 for none,
+ * as PostgreSQL reads them. Anything else: FATAL 22023, as PostgreSQL.
+ */
+static bool client_parse_replication(struct client *c, const char *value)
+{
+	static const char *const on[] = {"true", "on", "yes", "1"};
+	static const char *const off[] = {"false", "off", "no", "0"};
+	for (size_t i = 0; i < ARRAY_SIZE(on); i++) {
+		if (strcasecmp(value, on[i]) == 0) {
+			c->replication = REPL_PHYSICAL;
+			return true;
+		}
+		if (strcasecmp(value, off[i]) == 0) {
+			c->replication = REPL_NONE;
+			return true;
+		}
+	}
+	if (strcmp(value, "database") == 0) {
+		c->replication = REPL_LOGICAL;
+		return true;
+	}
+	client_fail(c, ERR_INVALID_PARAMETER,
+		    "invalid value for parameter \"replication\": \"%.64s\"", value);
+	return false;
+}
+
 static enum sbuf_action client_handle_startup(struct client *c, const struct pkt_hdr *hdr,
 					      const uint8_t *data, size_t avail)
 {
@@ -389,12 +417,8 @@ static enum sbuf_action client_handle_startup(struct client *c, const struct pkt
 		} else if (strcmp(name, "options") == 0) {
 			options = value;
 		} else if (strcmp(name, "replication") == 0) {
-			if (strcasecmp(value, "false") != 0 && strcasecmp(value, "off") != 0 &&
-			    strcmp(value, "0") != 0 && strcasecmp(value, "no") != 0) {
-				client_fail(c, ERR_FEATURE_NOT_SUPPORTED,
-					    "replication connections are not supported by berth");
+			if (!client_parse_replication(c, value))
 				return SB_CLOSED;
-			}
 		} else if (strncmp(name, "_pq_.", 5) == 0) {
 			if (n_unknown < ARRAY_SIZE(unknown_opts))
 				unknown_opts[n_unknown++] = name;
@@ -684,11 +708,20 @@ static void client_login_ok(struct client *c)
 		return;
 	}
 	const struct db_def *def = config_find_db(cfg, c->database);
+	const char *dbname = c->database;
+	if (!def && c->replication == REPL_PHYSICAL && cfg->n_dbs == 1) {
+		/*
+		 * A physical walsender has no database (pg_basebackup and
+		 * pg_receivewal say "replication"): with one entry, that one.
+		 */
+		def = &cfg->dbs[0];
+		dbname = def->name;
+	}
 	if (!def) {
 		client_fail(c, ERR_UNKNOWN_DATABASE, "database \"%s\" does not exist", c->database);
 		return;
 	}
-	c->pool = pool_get(c->w, def, c->database, c->user);
+	c->pool = pool_get(c->w, def, dbname, c->user, c->replication);
 	if (!c->pool) {
 		client_fail(c, ERR_INTERNAL, "out of memory");
 		return;
@@ -1286,6 +1319,8 @@ static enum sbuf_action client_handle_request(struct client *c, const struct pkt
 			return SB_CLOSED;
 	}
 	struct server *s = c->server;
+	if (BERTH_UNLIKELY(c->replication))
+		return SB_FORWARD; /* its own walsender: replication commands and CopyBoth as they come */
 	if (!c->query_start_us) {
 		c->query_start_us = worker_now_us(c->w);
 		if (!c->xact_start_us)

@@ -92,6 +92,11 @@ static void pool_apply_config(struct pool *p, const struct config *cfg)
 		pick_time(ud ? ud->transaction_timeout : -1, cfg->transaction_timeout);
 	p->client_idle_timeout =
 		pick_time(ud ? ud->client_idle_timeout : -1, cfg->client_idle_timeout);
+	if (p->replication) {
+		/* a walsender serves one client for its whole session */
+		p->wanted_pool_mode = POOL_SESSION;
+		p->min_pool_size = 0;
+	}
 }
 
 static bool pool_has_clients(const struct pool *p)
@@ -164,7 +169,7 @@ void pool_free(struct pool *p)
 }
 
 struct pool *pool_get(struct worker *w, const struct db_def *def, const char *dbname,
-		      const char *user)
+		      const char *user, int replication)
 {
 	const struct config *cfg = worker_config(w);
 	/* For the "*" entry the database name is the client's: one pool per real name. */
@@ -172,7 +177,8 @@ struct pool *pool_get(struct worker *w, const struct db_def *def, const char *db
 	list_for_each_safe(pos, tmp, &w->pools)
 	{
 		struct pool *p = list_entry(pos, struct pool, node);
-		if (p->db->def == def && strcmp(p->user, user) == 0 && strcmp(p->db->name, dbname) == 0)
+		if (p->db->def == def && strcmp(p->user, user) == 0 &&
+		    strcmp(p->db->name, dbname) == 0 && p->replication == replication)
 			return p;
 	}
 	struct database *db = database_get(w, def, dbname);
@@ -184,6 +190,7 @@ struct pool *pool_get(struct worker *w, const struct db_def *def, const char *db
 	p->w = w;
 	p->db = db;
 	snprintf(p->user, sizeof(p->user), "%s", user);
+	p->replication = replication;
 	pool_apply_config(p, cfg);
 	p->pool_mode = p->wanted_pool_mode;
 	list_init(&p->cl_login);

@@ -103,6 +103,7 @@ struct server *server_connect(struct pool *pool)
 	if (!s)
 		return NULL;
 	s->pool = pool;
+	s->passthrough = pool->replication != REPL_NONE;
 	s->id = ++w->next_id;
 	s->txn_status = 'I';
 	s->sb.fd = -1;
@@ -122,6 +123,9 @@ struct server *server_connect(struct pool *pool)
 		.timeout_us = cfg->server_connect_timeout,
 		.rotate_hosts = def->load_balance_hosts == LB_ROUND_ROBIN ? pool->host_offset++
 									     : pool->host_offset,
+		.replication = pool->replication == REPL_PHYSICAL  ? "true"
+			       : pool->replication == REPL_LOGICAL ? "database"
+								   : NULL,
 	};
 	s->up = upstream_start(w, s, &login);
 	if (!s->up) {
@@ -169,7 +173,7 @@ static bool server_start_connect_query(struct server *s)
 		"SELECT pg_catalog.string_agg(pg_catalog.format('(%L,%L)', name, setting), ',') "
 		"FROM pg_catalog.pg_settings WHERE source = 'session'";
 	const char *cq = s->pool->db->def->connect_query;
-	if (!cq || !cq[0])
+	if (!cq || !cq[0] || s->pool->replication) /* a physical walsender takes no SQL */
 		return false;
 	if (!server_send_own_query(s, OWN_CONNECT, cq, strlen(cq)) ||
 	    !server_send_own_query(s, OWN_CONNECT_SETTINGS, settings, sizeof(settings) - 1)) {
@@ -420,6 +424,8 @@ bool server_link_client(struct server *s, struct client *c)
 	char query[SYNC_QUERY_MAX];
 	s->client = c;
 	server_set_state(s, SV_ACTIVE);
+	if (p->replication)
+		return true; /* a walsender takes no SQL (physical): the client's settings stay its own */
 	/* Fast path: this session already matches exactly these wishes. */
 	if (s->synced_valid && s->synced_sig == c->vars.sig)
 		return true;
@@ -440,7 +446,7 @@ bool server_link_client(struct server *s, struct client *c)
 bool server_needs_check(const struct server *s, int64_t now_us)
 {
 	const struct config *cfg = worker_config(s->pool->w);
-	return cfg->server_check_query && cfg->server_check_query[0] &&
+	return !s->pool->replication && cfg->server_check_query && cfg->server_check_query[0] &&
 	       now_us - s->state_since_us > cfg->server_check_delay;
 }
 
@@ -489,6 +495,11 @@ void server_client_gone(struct server *s)
 	s->client = NULL;
 	s->release_after_flush = false;
 	sbuf_link(&s->sb, NULL);
+	if (p->replication) {
+		/* a walsender (a slot in use, a stream mid-way) is no one else's */
+		server_close(s, "replication client left");
+		return;
+	}
 	if (!clean) {
 		server_close(s, "client left in the middle of a request or transaction");
 		return;
@@ -1097,6 +1108,8 @@ static enum sbuf_action server_on_message(struct sbuf *sb, const struct pkt_hdr 
 {
 	struct server *s = sb->owner;
 	struct client *c = s->client;
+	if (BERTH_UNLIKELY(s->passthrough))
+		return c ? SB_FORWARD : SB_SKIP; /* its client's walsender: passed through as is */
 	struct req *r = replyq_head(&s->q);
 	log_debug("S-%llu: reply '%c' (%zu bytes), queue %u, head %d", (unsigned long long)s->id,
 		  hdr->type, hdr->total_len, s->q.n, r ? r->kind : -1);

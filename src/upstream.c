@@ -414,6 +414,8 @@ struct upstream_conn *upstream_connect(struct worker *w, const struct upstream_l
 		ok &= kw_add(u, "password", login->password);
 	if (login->application_name) /* after the entry's: libpq takes the last */
 		ok &= kw_add(u, "application_name", login->application_name);
+	if (login->replication)
+		ok &= kw_add(u, "replication", login->replication);
 	if (login->rotate_hosts) {
 		ok &= kw_rotate_list(u, "host", login->rotate_hosts);
 		ok &= kw_rotate_list(u, "hostaddr", login->rotate_hosts);

@@ -120,7 +120,8 @@ class PgServer:
                     "log_min_messages = warning\n" % (self.port, self.sockdir))
         with open(os.path.join(self.data, "pg_hba.conf"), "w") as f:
             # md5 here means: SCRAM for SCRAM-stored passwords, md5 for md5 ones.
-            f.write("local all all trust\nhost all all 127.0.0.1/32 md5\n")
+            f.write("local all all trust\nhost all all 127.0.0.1/32 md5\n"
+                    "local replication all trust\nhost replication all 127.0.0.1/32 md5\n")
         self.start()
         try:
             self._create_roles()

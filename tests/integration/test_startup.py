@@ -179,10 +179,3 @@ def test_cancel_request_for_nobody_is_harmless(b):
         c.close()
     with b.connect() as conn:
         assert conn.execute("SELECT 1").fetchone() == (1,)
-
-
-def test_replication_connection_refused(b, pg):
-    with pytest.raises(psycopg.OperationalError):
-        b.connect(replication="database").close()
-    ok, state, _ = attempt(b, extra={"replication": "database"})
-    assert not ok and state in ("0A000", "08P01", "28000"), state
