@@ -48,6 +48,11 @@ struct pool {
 	 * (CopyBoth streaming), and each server closed when its client leaves.
 	 */
 	int replication;
+	/*
+	 * Replication pools are per application_name as well, and log in with it:
+	 * synchronous_standby_names matches walsenders by that name.
+	 */
+	char repl_app[64];
 	int wanted_pool_mode;       /* from the config; taken while the pool has no clients */
 	int pool_size;
 	int min_pool_size;
@@ -98,7 +103,7 @@ struct pool {
 
 /* Find or create the pool; NULL on out of memory. */
 struct pool *pool_get(struct worker *w, const struct db_def *def, const char *dbname,
-		      const char *user, int replication);
+		      const char *user, int replication, const char *repl_app);
 /* The client needs a server: link one now (true) or queue it (false). */
 bool pool_request_server(struct pool *pool, struct client *c);
 /* Logged-in clients of this user, every database (max_user_client_connections). */

@@ -721,7 +721,8 @@ static void client_login_ok(struct client *c)
 		client_fail(c, ERR_UNKNOWN_DATABASE, "database \"%s\" does not exist", c->database);
 		return;
 	}
-	c->pool = pool_get(c->w, def, dbname, c->user, c->replication);
+	c->pool = pool_get(c->w, def, dbname, c->user, c->replication,
+			   params_get(&c->startup, "application_name"));
 	if (!c->pool) {
 		client_fail(c, ERR_INTERNAL, "out of memory");
 		return;

@@ -169,8 +169,10 @@ void pool_free(struct pool *p)
 }
 
 struct pool *pool_get(struct worker *w, const struct db_def *def, const char *dbname,
-		      const char *user, int replication)
+		      const char *user, int replication, const char *repl_app)
 {
+	if (!replication || !repl_app)
+		repl_app = "";
 	const struct config *cfg = worker_config(w);
 	/* For the "*" entry the database name is the client's: one pool per real name. */
 	struct list *pos, *tmp;
@@ -178,7 +180,8 @@ struct pool *pool_get(struct worker *w, const struct db_def *def, const char *db
 	{
 		struct pool *p = list_entry(pos, struct pool, node);
 		if (p->db->def == def && strcmp(p->user, user) == 0 &&
-		    strcmp(p->db->name, dbname) == 0 && p->replication == replication)
+		    strcmp(p->db->name, dbname) == 0 && p->replication == replication &&
+		    strncmp(p->repl_app, repl_app, sizeof(p->repl_app) - 1) == 0)
 			return p;
 	}
 	struct database *db = database_get(w, def, dbname);
@@ -191,6 +194,7 @@ struct pool *pool_get(struct worker *w, const struct db_def *def, const char *db
 	p->db = db;
 	snprintf(p->user, sizeof(p->user), "%s", user);
 	p->replication = replication;
+	snprintf(p->repl_app, sizeof(p->repl_app), "%s", repl_app);
 	pool_apply_config(p, cfg);
 	p->pool_mode = p->wanted_pool_mode;
 	list_init(&p->cl_login);

@@ -123,6 +123,7 @@ struct server *server_connect(struct pool *pool)
 		.timeout_us = cfg->server_connect_timeout,
 		.rotate_hosts = def->load_balance_hosts == LB_ROUND_ROBIN ? pool->host_offset++
 									     : pool->host_offset,
+		.application_name = pool->repl_app[0] ? pool->repl_app : NULL,
 		.replication = pool->replication == REPL_PHYSICAL  ? "true"
 			       : pool->replication == REPL_LOGICAL ? "database"
 								   : NULL,

@@ -103,3 +103,34 @@ def test_replication_without_the_role_attribute_gets_the_servers_error(berth, pg
         psycopg.connect(host=b.host, port=b.port, user=b.user, password=b.password,
                         dbname=b.dbname, replication="true", connect_timeout=10).close()
     assert "replication" in str(ei.value)
+
+
+def test_pg_receivewal_streams_under_its_application_name(berth, pg, repl_role):
+    """A walsender is matched by application_name (synchronous_standby_names):
+    berth logs in with the client's. pg_receivewal keeps streaming until stopped."""
+    b = berth()
+    d = tempfile.mkdtemp(prefix="berth-receivewal-")
+    env = dict(os.environ, PGPASSWORD=b.password)
+    proc = subprocess.Popen([PG_BIN + "/pg_receivewal", "-D", d, "--no-sync", "-d",
+                             "host=%s port=%d user=app application_name=standby_b" % (
+                                 b.host, b.port)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 20
+        rows = []
+        while time.monotonic() < deadline and not rows:
+            rows = pg.sql("SELECT application_name, state FROM pg_stat_replication",
+                          dbname="postgres")
+            time.sleep(0.1)
+        assert rows and rows[0] == ("standby_b", "streaming"), rows
+        pg.sql("SELECT pg_switch_wal()", dbname="postgres")  # a segment completes
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not [f for f in os.listdir(d)
+                                                   if len(f) == 24]:
+            time.sleep(0.1)
+        assert [f for f in os.listdir(d) if len(f) == 24], os.listdir(d)
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=20)
+        shutil.rmtree(d, ignore_errors=True)
+    wait_no_walsender(pg)
