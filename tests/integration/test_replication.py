@@ -134,3 +134,18 @@ def test_pg_receivewal_streams_under_its_application_name(berth, pg, repl_role):
         proc.communicate(timeout=20)
         shutil.rmtree(d, ignore_errors=True)
     wait_no_walsender(pg)
+
+
+def test_walsender_left_unused_is_closed(berth, pg, repl_role):
+    """A replication client that logs in and leaves without a command does not
+    leave the walsender opened for it idle in the pool, holding one of
+    PostgreSQL's max_wal_senders slots until server_idle_timeout."""
+    b = berth(server_idle_timeout=600)
+    c = pgwire.Conn(b.host, b.port)
+    c.login(b.user, b.password, "replication",
+            extra={"replication": "true", "application_name": "left_early"})
+    assert walsenders(pg) == 1  # opened at login, to learn the server's parameters
+    c.close()
+    t0 = time.monotonic()
+    wait_no_walsender(pg)
+    assert time.monotonic() - t0 < 5
