@@ -63,6 +63,7 @@ struct pool {
 	int max_user_client_connections; /* clients of the user, all databases; 0 = no limit */
 	/* Timeouts in us, 0 = none: [users] over [databases] over the global keys. */
 	int64_t server_lifetime;
+	int64_t server_idle_timeout;
 	int64_t query_wait_timeout;
 	int64_t query_timeout;
 	int64_t idle_transaction_timeout;

@@ -44,6 +44,9 @@ static int pick(int specific, int global)
 	return specific >= 0 ? specific : global;
 }
 
+/* A replication pool's server waits this long for the client it was opened for. */
+#define REPL_IDLE_MAX_US 1000000
+
 static int64_t pick_time(int64_t specific, int64_t global)
 {
 	return specific >= 0 ? specific : global;
@@ -83,6 +86,7 @@ static void pool_apply_config(struct pool *p, const struct config *cfg)
 	p->max_user_client_connections = pick(ud ? ud->max_user_client_connections : -1,
 					      cfg->max_user_client_connections);
 	p->server_lifetime = pick_time(def->server_lifetime, cfg->server_lifetime);
+	p->server_idle_timeout = cfg->server_idle_timeout;
 	p->query_wait_timeout = pick_time(ud ? ud->query_wait_timeout : -1,
 					  pick_time(def->query_wait_timeout, cfg->query_wait_timeout));
 	p->query_timeout = pick_time(ud ? ud->query_timeout : -1, cfg->query_timeout);
@@ -93,9 +97,14 @@ static void pool_apply_config(struct pool *p, const struct config *cfg)
 	p->client_idle_timeout =
 		pick_time(ud ? ud->client_idle_timeout : -1, cfg->client_idle_timeout);
 	if (p->replication) {
-		/* a walsender serves one client for its whole session */
+		/*
+		 * A walsender serves one client for its whole session. One nobody
+		 * took (its client left right after login) holds a max_wal_senders
+		 * slot: it waits a second at most.
+		 */
 		p->wanted_pool_mode = POOL_SESSION;
 		p->min_pool_size = 0;
+		p->server_idle_timeout = REPL_IDLE_MAX_US;
 	}
 }
 

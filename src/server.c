@@ -25,8 +25,6 @@
 
 /* Room for the parameter-sync statement berth sends before a client's request. */
 #define SYNC_QUERY_MAX 8192
-/* A replication pool's server waits this long for the client it was opened for. */
-#define REPL_IDLE_MAX_US 1000000
 
 static enum sbuf_action server_on_message(struct sbuf *sb, const struct pkt_hdr *hdr,
 					  const uint8_t *data, size_t avail);
@@ -1232,16 +1230,12 @@ void server_check_timeouts(struct server *s, int64_t now_us)
 	}
 	if (s->state != SV_IDLE)
 		return;
-	if (s->passthrough && now_us - s->state_since_us > REPL_IDLE_MAX_US) {
-		/* A walsender nobody took (its client left during the login) holds a max_wal_senders slot */
-		server_close(s, "idle replication connection");
-		return;
-	}
 	if (s->pool->server_lifetime > 0 && now_us - s->connect_time_us > s->pool->server_lifetime) {
 		server_close(s, "server_lifetime");
 		return;
 	}
-	if (cfg->server_idle_timeout > 0 && now_us - s->state_since_us > cfg->server_idle_timeout &&
+	int64_t idle_max = s->pool->server_idle_timeout;
+	if (idle_max > 0 && now_us - s->state_since_us > idle_max &&
 	    s->pool->n_servers > s->pool->min_pool_size)
 		server_close(s, "server_idle_timeout");
 }
