@@ -56,7 +56,7 @@ CONFIG_KEY(server_reset_query, CT_STRING, "DISCARD ALL", 0, 0, CF_RELOAD,
 CONFIG_KEY(server_reset_query_always, CT_BOOL, "0", 0, 1, CF_RELOAD,
 	   "Run server_reset_query in transaction mode too.")
 CONFIG_KEY(server_check_query, CT_STRING, "select 1", 0, 0, CF_RELOAD,
-	   "Run on a server connection idle longer than server_check_delay before lending it; empty = never.")
+	   "Run on a server connection idle longer than server_check_delay, or idle when a health check failed, before lending it; empty = never.")
 CONFIG_KEY(server_check_delay, CT_TIME, "30", 0, 0, CF_RELOAD,
 	   "How long a server connection may sit idle before server_check_query runs on it.")
 CONFIG_KEY(server_idle_timeout, CT_TIME, "600", 0, 0, CF_RELOAD,
@@ -80,7 +80,7 @@ CONFIG_KEY(server_login_retry, CT_TIME, "15", 0, 0, CF_RELOAD,
 CONFIG_KEY(health_check_period, CT_TIME, "5", 100000, 0, CF_RELOAD,
 	   "Interval between upstream health checks (connect, SELECT 1) of each database while it answers.")
 CONFIG_KEY(health_check_timeout, CT_TIME, "2", 10000, 0, CF_RELOAD,
-	   "Limit for one health check, connection and SELECT 1 together.")
+	   "Limit for one health check, connection and SELECT 1 together; also for server_check_query on connections a failed health check marked (one unanswered closes them all).")
 CONFIG_KEY(health_check_backoff_max, CT_TIME, "30", 250000, 0, CF_RELOAD,
 	   "Longest interval between health checks while the upstream fails (doubling from 0.25 s, with jitter).")
 CONFIG_KEY(query_wait_timeout, CT_TIME, "120", 0, 0, CF_RELOAD,

@@ -153,8 +153,24 @@ void pool_kill(struct worker *w, struct database *db, const char *reason);
 void pool_kill_client(struct client *c, const char *reason);
 /* RECONNECT: close db's servers once released (idle ones now); new ones open as needed. */
 void pool_reconnect(struct worker *w, struct database *db);
+/*
+ * A health check of the database entry called database failed: its pools'
+ * idle servers may be cut off or frozen too, so each runs server_check_query
+ * (bounded by health_check_timeout) before it is lent again. Returns how many
+ * were marked.
+ */
+int pool_suspect_idle(struct worker *w, const char *database);
+/* A marked server's check went unanswered: close the pool's other marked idle servers. */
+void pool_close_suspect_idle(struct pool *p);
 /* Servers RECONNECT marked and still open: WAIT_CLOSE is done at 0. */
 int pool_close_needed_count(struct worker *w, const struct database *db);
+/*
+ * Janitor: clients wait while idle servers sit unused. That happens when a
+ * server_check_query failed and closed its server: nothing else starts the
+ * next check. Start checks (or lend) as a new request would; with no server
+ * left and the last login failed, fail them as a new request would be.
+ */
+void pool_serve_stalled(struct pool *p, int64_t now);
 /* Janitor: close idle servers of a paused database and those RECONNECT marked. */
 void pool_close_unwanted(struct pool *p);
 

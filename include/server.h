@@ -52,6 +52,8 @@ struct server {
 				       * the server may hold an open implicit transaction */
 	bool stmt_cache_stale;        /* a cached plan went stale (0A000): deallocate when free */
 	bool close_needed;            /* RECONNECT: close when next released, never lend again */
+	bool suspect;                 /* idle when a health check failed: checked before lending,
+				       * within health_check_timeout (cleared when that passes) */
 	bool own_failed;              /* berth's own query failed */
 	char own_error_code[6];       /* its SQLSTATE, passed on to the client it was for */
 	char own_error_msg[160];      /* its message */

@@ -194,6 +194,10 @@ static void check_done(struct target *t, bool ok, const char *error)
 		free(why);
 		if (before != HEALTH_DOWN)
 			log_warn("upstream %s is down: %s", st->database, st->last_error);
+		int n = pool_suspect_idle(h->w, st->database);
+		if (n > 0)
+			log_info("upstream %s failing health checks: %d idle server connection(s) "
+				 "will run server_check_query before use", st->database, n);
 		st->state = HEALTH_DOWN;
 		st->failures++;
 		t->host_offset++; /* as the pools do: a host that hangs is not tried first again */

@@ -376,6 +376,7 @@ static void pool_serve_waiting(struct pool *p, int64_t now)
 	}
 }
 
+
 bool pool_request_server(struct pool *p, struct client *c)
 {
 	if (p->w->rt->shutdown == SHUTDOWN_WAIT_SERVERS) {
@@ -442,6 +443,17 @@ static void pool_fail_list(struct list *head, const char *why)
 		struct client *c = list_entry(pos, struct client, node);
 		client_fail(c, ERR_CONNECTION_FAILURE, "server login failed: %s", why);
 	}
+}
+
+void pool_serve_stalled(struct pool *p, int64_t now)
+{
+	if (list_empty(&p->cl_waiting) || pool_db_paused(p->w, p->db))
+		return;
+	if (!list_empty(&p->sv_idle))
+		pool_serve_waiting(p, now);
+	else if (p->n_servers == 0 && p->last_error[0] && now < p->next_connect_us)
+		/* The last server closed after the last login failed: as for a new request. */
+		pool_fail_list(&p->cl_waiting, p->last_error);
 }
 
 void pool_note_login_failure(struct pool *p, const char *why)
@@ -651,6 +663,33 @@ void pool_reconnect(struct worker *w, struct database *db)
 		{
 			server_close(list_entry(sp, struct server, node), "RECONNECT");
 		}
+	}
+}
+
+int pool_suspect_idle(struct worker *w, const char *database)
+{
+	int n = 0;
+	for (struct list *pos = w->pools.next; pos != &w->pools; pos = pos->next) {
+		struct pool *p = list_entry(pos, struct pool, node);
+		if (p->replication || strcmp(p->db->name, database) != 0)
+			continue;
+		for (struct list *sp = p->sv_idle.next; sp != &p->sv_idle; sp = sp->next) {
+			list_entry(sp, struct server, node)->suspect = true;
+			n++;
+		}
+	}
+	return n;
+}
+
+void pool_close_suspect_idle(struct pool *p)
+{
+	struct list *pos, *tmp;
+	list_for_each_safe(pos, tmp, &p->sv_idle)
+	{
+		struct server *s = list_entry(pos, struct server, node);
+		if (s->suspect)
+			server_close(s, "another connection marked by a failed health check did not "
+					"answer server_check_query");
 	}
 }
 

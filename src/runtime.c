@@ -150,6 +150,7 @@ static void janitor_pool(struct pool *p, int64_t now)
 	{
 		server_check_timeouts(list_entry(pos, struct server, node), now);
 	}
+	pool_serve_stalled(p, now);
 	pool_close_unwanted(p);
 	pool_trim(p);
 }

@@ -81,6 +81,7 @@ void server_set_state(struct server *s, enum server_state st)
 		break;
 	case SV_ACTIVE:
 		list_append(&p->sv_active, &s->node);
+		s->suspect = false; /* lent unchecked (no server_check_query): its client is the test */
 		break;
 	case SV_RESETTING:
 		list_append(&p->sv_resetting, &s->node);
@@ -448,7 +449,7 @@ bool server_needs_check(const struct server *s, int64_t now_us)
 {
 	const struct config *cfg = worker_config(s->pool->w);
 	return !s->pool->replication && cfg->server_check_query && cfg->server_check_query[0] &&
-	       now_us - s->state_since_us > cfg->server_check_delay;
+	       (s->suspect || now_us - s->state_since_us > cfg->server_check_delay);
 }
 
 bool server_start_check(struct server *s)
@@ -975,6 +976,7 @@ static enum sbuf_action server_handle_own_query(struct server *s, struct req *r,
 			return SB_CLOSED;
 		}
 		if (what == OWN_CHECK) {
+			s->suspect = false;
 			server_set_state(s, SV_IDLE);
 			pool_server_ready(s->pool, s);
 			return SB_SKIP;
@@ -1226,6 +1228,21 @@ void server_check_timeouts(struct server *s, int64_t now_us)
 	    now_us - s->state_since_us > cfg->server_connect_timeout) {
 		/* A reset or check that never answers: the connection is dead or stuck. */
 		server_close(s, "no answer to berth's own query within server_connect_timeout");
+		return;
+	}
+	if (s->state == SV_RESETTING && s->suspect &&
+	    now_us - s->state_since_us > cfg->health_check_timeout) {
+		/*
+		 * The check of a connection left idle while the upstream stopped
+		 * answering health checks: given no longer than a health check, so
+		 * that a frozen or cut-off server costs its client seconds, not the
+		 * TCP timeout. The other idle connections marked with it are taken
+		 * to share its fate rather than each costing a waiting client its
+		 * own timeout.
+		 */
+		server_close(s, "no answer to server_check_query within health_check_timeout "
+				"(upstream failing health checks)");
+		pool_close_suspect_idle(s->pool);
 		return;
 	}
 	if (s->state != SV_IDLE)

@@ -2,6 +2,7 @@
 reconnects by itself. Uses a PostgreSQL of its own (pg_private)."""
 
 import os
+import signal
 import subprocess
 import time
 
@@ -131,3 +132,46 @@ def test_healthcheck_through_berth(berth, upstream):
         if r.returncode == 0 or time.monotonic() > deadline:
             break
     assert r.returncode == 0, r.stderr
+
+
+def upstream_pids(pg):
+    """The postmaster and every process it started."""
+    with open(os.path.join(pg.data, "postmaster.pid")) as f:
+        top = int(f.readline())
+    pids = [top]
+    with open("/proc/%d/task/%d/children" % (top, top)) as f:
+        pids += [int(p) for p in f.read().split()]
+    return pids
+
+
+@pytest.mark.timeout(90)
+def test_frozen_upstream_fails_a_client_in_seconds(berth, upstream):
+    """The upstream stops answering without closing anything (a frozen host,
+    a cut network): TCP stays up, so a server connection left idle in the
+    pool would take a query and hang until TCP gives up. Once a health check
+    fails, idle servers are checked before use, within health_check_timeout,
+    so the client gets an error in seconds; and berth serves again once the
+    upstream answers."""
+    b = berth("transaction", pool_size=3, pg=upstream, health_check_period=0.3,
+              health_check_timeout=0.5, server_connect_timeout=2, server_login_retry=1)
+    conns = [b.connect() for _ in range(3)]
+    for c in conns:  # three servers open at once, then idle in the pool
+        c.execute("BEGIN")
+        c.execute("SELECT 1")
+    for c in conns:
+        c.execute("COMMIT")
+        c.close()
+    pids = upstream_pids(upstream)
+    for p in pids:
+        os.kill(p, signal.SIGSTOP)
+    try:
+        time.sleep(1.5)  # a health check times out
+        ok, state, took = try_query(b, timeout=30)
+        assert not ok
+        assert state == "08006", state
+        assert took < 8, "a client waited %.1fs on a frozen upstream" % took
+    finally:
+        for p in pids:
+            os.kill(p, signal.SIGCONT)
+    wait_ok(b, 15)
+    assert b.alive()
