@@ -376,7 +376,6 @@ static void pool_serve_waiting(struct pool *p, int64_t now)
 	}
 }
 
-
 bool pool_request_server(struct pool *p, struct client *c)
 {
 	if (p->w->rt->shutdown == SHUTDOWN_WAIT_SERVERS) {

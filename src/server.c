@@ -1224,25 +1224,27 @@ static enum sbuf_action server_on_message(struct sbuf *sb, const struct pkt_hdr 
 void server_check_timeouts(struct server *s, int64_t now_us)
 {
 	const struct config *cfg = worker_config(s->pool->w);
-	if (s->state == SV_RESETTING && cfg->server_connect_timeout > 0 &&
-	    now_us - s->state_since_us > cfg->server_connect_timeout) {
-		/* A reset or check that never answers: the connection is dead or stuck. */
-		server_close(s, "no answer to berth's own query within server_connect_timeout");
-		return;
-	}
-	if (s->state == SV_RESETTING && s->suspect &&
-	    now_us - s->state_since_us > cfg->health_check_timeout) {
+	if (s->state == SV_RESETTING) {
 		/*
-		 * The check of a connection left idle while the upstream stopped
-		 * answering health checks: given no longer than a health check, so
-		 * that a frozen or cut-off server costs its client seconds, not the
-		 * TCP timeout. The other idle connections marked with it are taken
-		 * to share its fate rather than each costing a waiting client its
-		 * own timeout.
+		 * A reset or check that never answers: the connection is dead or
+		 * stuck. The check of a connection left idle while the upstream
+		 * stopped answering health checks gets no longer than a health
+		 * check, so that a frozen or cut-off server costs its client seconds,
+		 * not the TCP timeout; the other connections marked with it are
+		 * taken to share its fate rather than each costing a waiting client
+		 * its own timeout.
 		 */
-		server_close(s, "no answer to server_check_query within health_check_timeout "
-				"(upstream failing health checks)");
-		pool_close_suspect_idle(s->pool);
+		int64_t limit = cfg->server_connect_timeout;
+		if (s->suspect && (limit <= 0 || cfg->health_check_timeout < limit))
+			limit = cfg->health_check_timeout;
+		if (limit > 0 && now_us - s->state_since_us > limit) {
+			bool suspect = s->suspect;
+			server_close(s, suspect ? "no answer to server_check_query within "
+						  "health_check_timeout (upstream failing health checks)"
+						: "no answer to berth's own query within server_connect_timeout");
+			if (suspect)
+				pool_close_suspect_idle(s->pool);
+		}
 		return;
 	}
 	if (s->state != SV_IDLE)
