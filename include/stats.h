@@ -45,6 +45,7 @@ struct stats_hist {
 	X(client_parse_count)      /* Parse messages from clients */                               \
 	X(server_parse_count)      /* Parse messages sent to servers (berth's own too) */          \
 	X(bind_count)              /* Bind messages from clients */                                \
+	X(client_login_count)      /* clients that logged in to the pool */                        \
 	X(errors)                  /* ErrorResponses clients got, all classes */
 
 #define STATS_DECLARE_FIELD(name) uint64_t name;
@@ -67,7 +68,7 @@ struct pool_stats {
 struct stats_averages {
 	double server_assignment_count, xact_count, query_count, recv, sent;
 	double xact_time_us, query_time_us, wait_time_us;
-	double client_parse_count, server_parse_count, bind_count;
+	double client_parse_count, server_parse_count, bind_count, client_login_count;
 };
 
 void stats_hist_add(struct stats_hist *h, uint64_t us);
@@ -81,9 +82,9 @@ void stats_add(struct pool_stats *dst, const struct pool_stats *src);
 void stats_free(struct pool_stats *st);
 /* Monotonic microseconds, precise (durations); the loop's timers use the coarse clock. */
 int64_t stats_now_us(void);
-/* Sum of a database's pools (errors_by_class left NULL). */
+/* Sum of a database's pools, or of all pools with db NULL (errors_by_class left NULL). */
 void stats_database_totals(struct worker *w, const struct database *db, struct pool_stats *out);
-/* Averages over the last complete stats_period, for a database's pools. */
+/* Averages over the last complete stats_period, for a database's pools (all with db NULL). */
 void stats_database_averages(struct worker *w, const struct database *db,
 			     struct stats_averages *out);
 /* Timer tick: close a stats_period when due (janitor). */

@@ -496,6 +496,7 @@ struct exec {
 	struct out *o;
 	const char *stmt; /* for error messages */
 	size_t stmt_len;
+	enum { SOCKETS_NO, SOCKETS_ALL, SOCKETS_ACTIVE } sockets; /* SHOW [ACTIVE_]SOCKETS rows */
 };
 
 static enum exec_result ex_error(struct exec *x, const char *sqlstate, const char *fmt, ...)
@@ -536,8 +537,9 @@ static enum exec_result show_help(struct exec *x, const char *arg)
 	(void)arg;
 	static const char detail[] =
 		"\n\tSHOW HELP|CONFIG|DATABASES|POOLS|CLIENTS|SERVERS|USERS|VERSION\n"
-		"\tSHOW PEERS|PEER_POOLS|LISTS|STATE|HEALTH\n"
-		"\tSHOW STATS|STATS_TOTALS|STATS_AVERAGES\n"
+		"\tSHOW PEERS|PEER_POOLS|LISTS|STATE|HEALTH|MEM|DNS_HOSTS|DNS_ZONES\n"
+		"\tSHOW SOCKETS|ACTIVE_SOCKETS\n"
+		"\tSHOW STATS|STATS_TOTALS|STATS_AVERAGES|TOTALS\n"
 		"\tSET key = arg\n"
 		"\tRELOAD\n"
 		"\tPAUSE [<db>]\n"
@@ -821,10 +823,46 @@ struct sock_row {
 	const char *application_name;
 	size_t prepared;
 	uint64_t id;
+	const struct sbuf *sb; /* buffer positions for SHOW SOCKETS */
 };
+
+/* SHOW SOCKETS adds PgBouncer's buffer columns to the SHOW CLIENTS/SERVERS ones. */
+static const struct col buffer_cols[] = {
+	{"recv_pos", OID_INT4},    {"pkt_pos", OID_INT4},   {"pkt_remain", OID_INT4},
+	{"send_pos", OID_INT4},    {"send_remain", OID_INT4}, {"pkt_avail", OID_INT4},
+	{"send_avail", OID_INT4},
+};
+#define N_BUFFER_COLS (sizeof(buffer_cols) / sizeof(buffer_cols[0]))
+
+/* A socket holds bytes: a borrowed buffer, or berth-made bytes not yet sent. */
+static bool sbuf_holds_bytes(const struct sbuf *sb)
+{
+	return sb->io || sb->out.sent < sb->out.len || sb->big;
+}
+
+/*
+ * berth's buffer is [sent, parsed) to forward and [parsed, recv) unparsed,
+ * so PgBouncer's columns map onto it; pkt_remain is the rest of a message
+ * forwarded or dropped across reads.
+ */
+static void out_buffer_columns(struct out *o, const struct sbuf *sb)
+{
+	const struct iobuf *io = sb->io;
+	size_t recv = io ? io->recv : 0, parsed = io ? io->parsed : 0, sent = io ? io->sent : 0;
+	size_t queued = sb->out.len - sb->out.sent;
+	out_int(o, (int64_t)recv);
+	out_int(o, (int64_t)parsed);
+	out_int(o, (int64_t)(sb->fwd_left + sb->skip_left));
+	out_int(o, (int64_t)sent);
+	out_int(o, (int64_t)(parsed - sent + queued));
+	out_int(o, (int64_t)(recv - parsed));
+	out_int(o, (int64_t)(parsed - sent));
+}
 
 static void socket_row(struct exec *x, const struct sock_row *r)
 {
+	if (x->sockets == SOCKETS_ACTIVE && !(r->sb && sbuf_holds_bytes(r->sb)))
+		return;
 	char addr[INET6_ADDRSTRLEN + 8] = "", laddr[INET6_ADDRSTRLEN + 8] = "";
 	int port = 0, lport = 0;
 	union {
@@ -849,7 +887,7 @@ static void socket_row(struct exec *x, const struct sock_row *r)
 		snprintf(tls, sizeof(tls), "%s/%s", SSL_get_version(r->ssl),
 			 SSL_CIPHER_get_name(SSL_get_current_cipher(r->ssl)));
 	struct out *o = x->o;
-	out_row_begin(o, N_SOCKET_COLS);
+	out_row_begin(o, N_SOCKET_COLS + (x->sockets ? N_BUFFER_COLS : 0));
 	out_text(o, r->type);
 	out_text(o, r->user);
 	out_text(o, r->database);
@@ -872,6 +910,10 @@ static void socket_row(struct exec *x, const struct sock_row *r)
 	out_text(o, r->application_name ? r->application_name : "");
 	out_int(o, (int64_t)r->prepared);
 	out_uint(o, r->id);
+	if (x->sockets) {
+		static const struct sbuf none;
+		out_buffer_columns(o, r->sb ? r->sb : &none);
+	}
 	out_end(o);
 }
 
@@ -906,6 +948,7 @@ static void client_row(struct exec *x, struct client *c, const char *state)
 		.application_name = params_get(&c->vars, "application_name"),
 		.prepared = c->stmts.n,
 		.id = c->id,
+		.sb = &c->sb,
 	};
 	socket_row(x, &r);
 }
@@ -937,6 +980,15 @@ static enum exec_result show_clients(struct exec *x, const char *arg)
 	return ex_done(x, "SHOW");
 }
 
+/* An idle server due for server_check_query is "used", as PgBouncer's sv_used list. */
+static const char *idle_state_name(struct exec *x, const struct server *s)
+{
+	bool used = server_needs_check(s, worker_now_us(x->w));
+	if (x->sockets)
+		return used ? "sv_used" : "sv_idle";
+	return used ? "used" : "idle";
+}
+
 static void server_rows(struct exec *x, struct pool *p, struct list *head, const char *state)
 {
 	struct list *pos, *tmp;
@@ -948,8 +1000,7 @@ static void server_rows(struct exec *x, struct pool *p, struct list *head, const
 			.user = p->server_user,
 			.database = p->db->name,
 			.replication = p->replication,
-			.state = state ? state
-				       : server_needs_check(s, worker_now_us(x->w)) ? "used" : "idle",
+			.state = state ? state : idle_state_name(x, s),
 			.fd = s->sb.fd,
 			.unix_port = def_port(p->db->def),
 			.connect_us = s->connect_time_us,
@@ -963,6 +1014,7 @@ static void server_rows(struct exec *x, struct pool *p, struct list *head, const
 				s->client ? params_get(&s->client->vars, "application_name") : NULL,
 			.prepared = s->stmts.n,
 			.id = s->id,
+			.sb = &s->sb,
 		};
 		socket_row(x, &r);
 	}
@@ -982,6 +1034,52 @@ static enum exec_result show_servers(struct exec *x, const char *arg)
 		server_rows(x, p, &p->sv_connecting, "new");
 	}
 	return ex_done(x, "SHOW");
+}
+
+/*
+ * SHOW SOCKETS and SHOW ACTIVE_SOCKETS: every client and server socket (the
+ * active view only those holding bytes), named by PgBouncer's internal lists,
+ * with the buffer columns added.
+ */
+static enum exec_result show_sockets_view(struct exec *x, int view)
+{
+	struct col cols[N_SOCKET_COLS + N_BUFFER_COLS];
+	memcpy(cols, socket_cols, sizeof(socket_cols));
+	memcpy(cols + N_SOCKET_COLS, buffer_cols, sizeof(buffer_cols));
+	out_row_desc(x->o, cols, ARRAY_SIZE(cols));
+	x->sockets = view;
+	struct list *pos, *tmp;
+	list_for_each_safe(pos, tmp, &x->w->pools)
+	{
+		struct pool *p = list_entry(pos, struct pool, node);
+		client_list_rows(x, &p->cl_active, "cl_active");
+		client_list_rows(x, &p->cl_waiting, "cl_waiting");
+		client_list_rows(x, &p->cl_login, "cl_waiting");
+	}
+	client_list_rows(x, &x->w->login_clients, "cl_login");
+	client_list_rows(x, &x->w->console_clients, "cl_active");
+	list_for_each_safe(pos, tmp, &x->w->pools)
+	{
+		struct pool *p = list_entry(pos, struct pool, node);
+		server_rows(x, p, &p->sv_active, "sv_active");
+		server_rows(x, p, &p->sv_idle, NULL);
+		server_rows(x, p, &p->sv_resetting, "sv_tested");
+		server_rows(x, p, &p->sv_connecting, "sv_login");
+	}
+	x->sockets = SOCKETS_NO;
+	return ex_done(x, "SHOW");
+}
+
+static enum exec_result show_sockets(struct exec *x, const char *arg)
+{
+	(void)arg;
+	return show_sockets_view(x, SOCKETS_ALL);
+}
+
+static enum exec_result show_active_sockets(struct exec *x, const char *arg)
+{
+	(void)arg;
+	return show_sockets_view(x, SOCKETS_ACTIVE);
 }
 
 /* One SHOW USERS row. */
@@ -1086,6 +1184,7 @@ static size_t database_count(struct exec *x)
 	return n;
 }
 
+/* A name and a number: SHOW LISTS and SHOW TOTALS rows. */
 static void list_row(struct out *o, const char *name, int64_t items)
 {
 	out_row_begin(o, 2);
@@ -1140,7 +1239,14 @@ static enum exec_result show_state(struct exec *x, const char *arg)
 	return ex_done(x, "SHOW");
 }
 
-/* berth has no peers ([peers] of PgBouncer): the right columns and no rows. */
+/* Lists berth does not keep (peers, a DNS cache): PgBouncer's columns and no rows. */
+static enum exec_result no_rows(struct exec *x, const struct col *cols, size_t n)
+{
+	out_row_desc(x->o, cols, n);
+	return ex_done(x, "SHOW");
+}
+
+/* berth has no peers ([peers] of PgBouncer). */
 static enum exec_result show_peers(struct exec *x, const char *arg)
 {
 	(void)arg;
@@ -1150,8 +1256,7 @@ static enum exec_result show_peers(struct exec *x, const char *arg)
 		{"port", OID_INT4},
 		{"pool_size", OID_INT4},
 	};
-	out_row_desc(x->o, cols, 4);
-	return ex_done(x, "SHOW");
+	return no_rows(x, cols, ARRAY_SIZE(cols));
 }
 
 static enum exec_result show_peer_pools(struct exec *x, const char *arg)
@@ -1162,8 +1267,7 @@ static enum exec_result show_peer_pools(struct exec *x, const char *arg)
 					  {"cl_waiting_cancel_req", OID_INT4},
 					  {"sv_active_cancel", OID_INT4},
 					  {"sv_login", OID_INT4}};
-	out_row_desc(x->o, cols, 5);
-	return ex_done(x, "SHOW");
+	return no_rows(x, cols, ARRAY_SIZE(cols));
 }
 
 /* Databases with pools, in the order they were first used: the rows of SHOW STATS*. */
@@ -1185,6 +1289,7 @@ static const struct col stats_cols[] = {
 	{"total_client_parse_count", OID_NUMERIC},
 	{"total_server_parse_count", OID_NUMERIC},
 	{"total_bind_count", OID_NUMERIC},
+	{"total_client_login_count", OID_NUMERIC},
 	{"avg_server_assignment_count", OID_NUMERIC},
 	{"avg_xact_count", OID_NUMERIC},
 	{"avg_query_count", OID_NUMERIC},
@@ -1196,6 +1301,7 @@ static const struct col stats_cols[] = {
 	{"avg_client_parse_count", OID_NUMERIC},
 	{"avg_server_parse_count", OID_NUMERIC},
 	{"avg_bind_count", OID_NUMERIC},
+	{"avg_client_login_count", OID_NUMERIC},
 };
 
 static void out_totals(struct out *o, const struct pool_stats *t)
@@ -1211,6 +1317,7 @@ static void out_totals(struct out *o, const struct pool_stats *t)
 	out_uint(o, t->client_parse_count);
 	out_uint(o, t->server_parse_count);
 	out_uint(o, t->bind_count);
+	out_uint(o, t->client_login_count);
 }
 
 /* Averages are whole numbers, as PgBouncer's integer arithmetic gives them. */
@@ -1227,6 +1334,7 @@ static void out_averages(struct out *o, const struct stats_averages *a)
 	out_uint(o, (uint64_t)a->client_parse_count);
 	out_uint(o, (uint64_t)a->server_parse_count);
 	out_uint(o, (uint64_t)a->bind_count);
+	out_uint(o, (uint64_t)a->client_login_count);
 }
 
 /* One row per database: its totals, its averages, or both (SHOW STATS). */
@@ -1257,7 +1365,7 @@ static enum exec_result stats_rows(struct exec *x, const struct col *cols, size_
 static enum exec_result show_stats(struct exec *x, const char *arg)
 {
 	(void)arg;
-	return stats_rows(x, stats_cols, 23, true, true);
+	return stats_rows(x, stats_cols, ARRAY_SIZE(stats_cols), true, true);
 }
 
 static enum exec_result show_stats_totals(struct exec *x, const char *arg)
@@ -1276,8 +1384,9 @@ static enum exec_result show_stats_totals(struct exec *x, const char *arg)
 		{"client_parse_count", OID_NUMERIC},
 		{"server_parse_count", OID_NUMERIC},
 		{"bind_count", OID_NUMERIC},
+		{"client_login_count", OID_NUMERIC},
 	};
-	return stats_rows(x, cols, 12, true, false);
+	return stats_rows(x, cols, ARRAY_SIZE(cols), true, false);
 }
 
 static enum exec_result show_stats_averages(struct exec *x, const char *arg)
@@ -1297,8 +1406,114 @@ static enum exec_result show_stats_averages(struct exec *x, const char *arg)
 		{"avg_client_parse_count", OID_NUMERIC},
 		{"avg_server_parse_count", OID_NUMERIC},
 		{"avg_bind_count", OID_NUMERIC},
+		{"avg_client_login_count", OID_NUMERIC},
 	};
-	return stats_rows(x, cols, 12, false, true);
+	return stats_rows(x, cols, ARRAY_SIZE(cols), false, true);
+}
+
+/* SHOW TOTALS: SHOW STATS summed over all databases, a row per figure, PgBouncer's names. */
+static enum exec_result show_totals(struct exec *x, const char *arg)
+{
+	(void)arg;
+	static const struct col cols[] = {{"name", OID_TEXT}, {"value", OID_NUMERIC}};
+	struct pool_stats t;
+	struct stats_averages a;
+	stats_database_totals(x->w, NULL, &t);
+	stats_database_averages(x->w, NULL, &a);
+	const struct {
+		const char *name;
+		uint64_t value;
+	} rows[] = {
+		{"total_server_assignment_count", t.server_assignment_count},
+		{"total_xact_count", t.xact_count},
+		{"total_query_count", t.query_count},
+		{"total_client_bytes", t.received},
+		{"total_server_bytes", t.sent},
+		{"total_xact_time", t.xact_time_us},
+		{"total_query_time", t.query_time_us},
+		{"total_wait_time", t.wait_time_us},
+		{"total_ps_client_parse_count", t.client_parse_count},
+		{"total_ps_server_parse_count", t.server_parse_count},
+		{"total_ps_bind_count", t.bind_count},
+		{"total_client_login_count", t.client_login_count},
+		{"avg_server_assignment_count", (uint64_t)a.server_assignment_count},
+		{"avg_xact_count", (uint64_t)a.xact_count},
+		{"avg_query_count", (uint64_t)a.query_count},
+		{"avg_client_bytes", (uint64_t)a.recv},
+		{"avg_server_bytes", (uint64_t)a.sent},
+		{"avg_xact_time", (uint64_t)a.xact_time_us},
+		{"avg_query_time", (uint64_t)a.query_time_us},
+		{"avg_wait_time", (uint64_t)a.wait_time_us},
+		{"avg_ps_client_parse_count", (uint64_t)a.client_parse_count},
+		{"avg_ps_server_parse_count", (uint64_t)a.server_parse_count},
+		{"avg_ps_bind_count", (uint64_t)a.bind_count},
+		{"avg_client_login_count", (uint64_t)a.client_login_count},
+	};
+	out_row_desc(x->o, cols, 2);
+	for (size_t i = 0; i < ARRAY_SIZE(rows); i++)
+		list_row(x->o, rows[i].name, (int64_t)rows[i].value);
+	return ex_done(x, "SHOW");
+}
+
+/*
+ * SHOW MEM: berth's own object caches. Clients and I/O buffers come from
+ * freelists (used and free); servers, pools and databases are allocated
+ * one by one, so they have no free count.
+ */
+static void mem_row(struct out *o, const char *name, size_t size, size_t used, size_t free_)
+{
+	out_row_begin(o, 5);
+	out_text(o, name);
+	out_int(o, (int64_t)size);
+	out_int(o, (int64_t)used);
+	out_int(o, (int64_t)free_);
+	out_int(o, (int64_t)(size * (used + free_)));
+	out_end(o);
+}
+
+static enum exec_result show_mem(struct exec *x, const char *arg)
+{
+	(void)arg;
+	static const struct col cols[] = {{"name", OID_TEXT},
+					  {"size", OID_INT4},
+					  {"used", OID_INT4},
+					  {"free", OID_INT4},
+					  {"memtotal", OID_INT4}};
+	struct worker *w = x->w;
+	out_row_desc(x->o, cols, 5);
+	mem_row(x->o, "db_cache", sizeof(struct database), list_count(&w->databases), 0);
+	mem_row(x->o, "pool_cache", sizeof(struct pool), list_count(&w->pools), 0);
+	mem_row(x->o, "server_cache", sizeof(struct server), (size_t)pool_server_count(w, NULL), 0);
+	mem_row(x->o, "client_cache", w->clients.obj_size, w->clients.n_live,
+		slab_free_count(&w->clients));
+	mem_row(x->o, "iobuf_cache", sizeof(struct iobuf) + w->pkt_buf,
+		w->n_iobufs - w->n_free_iobufs, w->n_free_iobufs);
+	return ex_done(x, "SHOW");
+}
+
+/* berth resolves through libpq and keeps no DNS cache. */
+static enum exec_result show_dns_hosts(struct exec *x, const char *arg)
+{
+	(void)arg;
+	static const struct col cols[] = {
+		{"hostname", OID_TEXT}, {"ttl", OID_INT8}, {"addrs", OID_TEXT}};
+	return no_rows(x, cols, ARRAY_SIZE(cols));
+}
+
+static enum exec_result show_dns_zones(struct exec *x, const char *arg)
+{
+	(void)arg;
+	static const struct col cols[] = {
+		{"zonename", OID_TEXT}, {"serial", OID_INT8}, {"count", OID_INT4}};
+	return no_rows(x, cols, ARRAY_SIZE(cols));
+}
+
+/* PgBouncer's SHOW FDS exists for online restart (takeover), which berth does not do. */
+static enum exec_result show_fds(struct exec *x, const char *arg)
+{
+	(void)arg;
+	return ex_error(x, ERR_FEATURE_NOT_SUPPORTED,
+			"SHOW FDS is not supported: berth has no online restart (takeover)");
 }
 
 /*
@@ -1348,6 +1563,13 @@ static const struct command show_commands[] = {
 	{"peers", show_peers},
 	{"peer_pools", show_peer_pools},
 	{"health", show_health},
+	{"sockets", show_sockets},
+	{"active_sockets", show_active_sockets},
+	{"totals", show_totals},
+	{"mem", show_mem},
+	{"dns_hosts", show_dns_hosts},
+	{"dns_zones", show_dns_zones},
+	{"fds", show_fds},
 };
 
 static enum exec_result cmd_show(struct exec *x, const char *arg)

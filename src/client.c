@@ -769,6 +769,7 @@ void client_finish_login(struct client *c)
 	c->user = p->user;
 	c->database = p->db->name;
 	client_login_free(c);
+	p->stats.client_login_count++;
 	sbuf_count_into(&c->sb, &p->stats.received, &p->stats.sent);
 	client_set_state(c, CL_IDLE);
 	sbuf_start(&c->sb);

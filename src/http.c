@@ -104,7 +104,7 @@ static bool pool_shadowed(struct worker *w, const struct pool *p)
 	for (struct list *pos_ = (w)->pools.next; pos_ != &(w)->pools; pos_ = pos_->next)         \
 		if (((p) = list_entry(pos_, struct pool, node)), !pool_shadowed((w), (p)))
 
-enum pool_counter { PC_XACT, PC_QUERY, PC_RECV, PC_SENT };
+enum pool_counter { PC_XACT, PC_QUERY, PC_RECV, PC_SENT, PC_LOGIN };
 
 static uint64_t pool_counter(const struct pool *p, enum pool_counter c)
 {
@@ -117,6 +117,8 @@ static uint64_t pool_counter(const struct pool *p, enum pool_counter c)
 		return p->stats.received;
 	case PC_SENT:
 		return p->stats.sent;
+	case PC_LOGIN:
+		return p->stats.client_login_count;
 	}
 	return 0;
 }
@@ -248,6 +250,9 @@ static void write_metrics(struct evbuffer *b, struct runtime *rt)
 	pool_counter_family(b, w, "berth_received_bytes_total", "Bytes received from clients.",
 			    PC_RECV);
 	pool_counter_family(b, w, "berth_sent_bytes_total", "Bytes sent to clients.", PC_SENT);
+	pool_counter_family(b, w, "berth_client_logins_total",
+			    "Client logins to the pool (a high rate: clients reconnecting per request).",
+			    PC_LOGIN);
 	family(b, "berth_client_wait_seconds", "histogram",
 	       "Time clients waited for a server connection.");
 	POOLS_EACH(w, p)

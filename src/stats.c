@@ -109,7 +109,7 @@ void stats_database_totals(struct worker *w, const struct database *db, struct p
 	struct list *pos, *tmp;
 	list_for_each_safe(pos, tmp, &w->pools) {
 		struct pool *p = list_entry(pos, struct pool, node);
-		if (p->db == db)
+		if (!db || p->db == db)
 			stats_add(out, &p->stats);
 	}
 }
@@ -149,7 +149,7 @@ void stats_database_averages(struct worker *w, const struct database *db,
 	struct list *pos, *tmp;
 	list_for_each_safe(pos, tmp, &w->pools) {
 		struct pool *p = list_entry(pos, struct pool, node);
-		if (p->db == db) {
+		if (!db || p->db == db) {
 			struct stats_counters *dd = &d;
 #define STATS_DELTA_INTO(name) dd->name += p->stats.period_end.name - p->stats.period_start.name;
 			STATS_COUNTERS(STATS_DELTA_INTO)
@@ -171,4 +171,5 @@ void stats_database_averages(struct worker *w, const struct database *db,
 	out->client_parse_count = (double)d.client_parse_count / secs;
 	out->server_parse_count = (double)d.server_parse_count / secs;
 	out->bind_count = (double)d.bind_count / secs;
+	out->client_login_count = (double)d.client_login_count / secs;
 }

@@ -31,6 +31,8 @@ SOCKET_COLS = [("type", TEXT), ("user", TEXT), ("database", TEXT), ("replication
                ("wait", INT4), ("wait_us", INT4), ("close_needed", INT4), ("ptr", TEXT),
                ("link", TEXT), ("remote_pid", INT4), ("tls", TEXT), ("application_name", TEXT),
                ("prepared_statements", INT4), ("id", INT4)]
+BUFFER_COLS = [(n, INT4) for n in ("recv_pos", "pkt_pos", "pkt_remain", "send_pos",
+                                    "send_remain", "pkt_avail", "send_avail")]
 EXPECTED = {
     "POOLS": [("database", TEXT), ("user", TEXT), ("cl_active", INT4), ("cl_waiting", INT4),
               ("cl_active_cancel_req", INT4), ("cl_waiting_cancel_req", INT4),
@@ -62,23 +64,31 @@ EXPECTED = {
               ("total_received", NUMERIC), ("total_sent", NUMERIC), ("total_xact_time", NUMERIC),
               ("total_query_time", NUMERIC), ("total_wait_time", NUMERIC),
               ("total_client_parse_count", NUMERIC), ("total_server_parse_count", NUMERIC),
-              ("total_bind_count", NUMERIC), ("avg_server_assignment_count", NUMERIC),
+              ("total_bind_count", NUMERIC), ("total_client_login_count", NUMERIC),
+              ("avg_server_assignment_count", NUMERIC),
               ("avg_xact_count", NUMERIC), ("avg_query_count", NUMERIC), ("avg_recv", NUMERIC),
               ("avg_sent", NUMERIC), ("avg_xact_time", NUMERIC), ("avg_query_time", NUMERIC),
               ("avg_wait_time", NUMERIC), ("avg_client_parse_count", NUMERIC),
-              ("avg_server_parse_count", NUMERIC), ("avg_bind_count", NUMERIC)],
+              ("avg_server_parse_count", NUMERIC), ("avg_bind_count", NUMERIC),
+              ("avg_client_login_count", NUMERIC)],
     "STATS_TOTALS": [("database", TEXT), ("server_assignment_count", NUMERIC),
                      ("xact_count", NUMERIC), ("query_count", NUMERIC),
                      ("bytes_received", NUMERIC), ("bytes_sent", NUMERIC), ("xact_time", NUMERIC),
                      ("query_time", NUMERIC), ("wait_time", NUMERIC),
                      ("client_parse_count", NUMERIC), ("server_parse_count", NUMERIC),
-                     ("bind_count", NUMERIC)],
+                     ("bind_count", NUMERIC), ("client_login_count", NUMERIC)],
     "STATS_AVERAGES": [("database", TEXT), ("server_assignment_count", NUMERIC),
                        ("xact_count", NUMERIC), ("query_count", NUMERIC),
                        ("bytes_received", NUMERIC), ("bytes_sent", NUMERIC),
                        ("xact_time", NUMERIC), ("query_time", NUMERIC), ("wait_time", NUMERIC),
                        ("avg_client_parse_count", NUMERIC), ("avg_server_parse_count", NUMERIC),
-                       ("avg_bind_count", NUMERIC)],
+                       ("avg_bind_count", NUMERIC), ("avg_client_login_count", NUMERIC)],
+    "SOCKETS": SOCKET_COLS + BUFFER_COLS,
+    "ACTIVE_SOCKETS": SOCKET_COLS + BUFFER_COLS,
+    "TOTALS": [("name", TEXT), ("value", NUMERIC)],
+    "MEM": [("name", TEXT), ("size", INT4), ("used", INT4), ("free", INT4), ("memtotal", INT4)],
+    "DNS_HOSTS": [("hostname", TEXT), ("ttl", INT8), ("addrs", TEXT)],
+    "DNS_ZONES": [("zonename", TEXT), ("serial", INT8), ("count", INT4)],
     "STATE": [("key", TEXT), ("value", TEXT)],
     "PEERS": [("peer_id", INT4), ("host", TEXT), ("port", INT4), ("pool_size", INT4)],
     "PEER_POOLS": [("peer_id", INT4), ("cl_active_cancel_req", INT4),
@@ -227,7 +237,8 @@ def test_show_columns_and_types(berth, pg, what):
             assert r.cols == EXPECTED[what]
             assert r.tags == ["SHOW"]
             if what in ("POOLS", "CLIENTS", "SERVERS", "DATABASES", "USERS", "CONFIG", "LISTS",
-                        "VERSION", "STATS", "STATS_TOTALS", "STATS_AVERAGES", "STATE"):
+                        "VERSION", "STATS", "STATS_TOTALS", "STATS_AVERAGES", "STATE",
+                        "SOCKETS", "ACTIVE_SOCKETS", "TOTALS", "MEM"):
                 assert r.rows, what
             for row in r.rows:
                 assert len(row) == len(EXPECTED[what])
@@ -835,6 +846,120 @@ def test_stats_count_queries_transactions_and_bytes(berth, pg):
         assert totals["bytes_received"] == after["total_received"]
     finally:
         raw.close()
+        con.close()
+
+
+def test_show_totals_sums_every_database_and_counts_logins(berth, pg):
+    users = {pg.user: pg.password, "admin": ADMIN_PW}
+    b = berth.file(settings={"admin_users": "admin"}, users=users,
+                   databases={"app": pg.conninfo(), "other": pg.conninfo()})
+    con = Console(b)
+    try:
+        for dbname, conns, queries in (("app", 3, 2), ("other", 2, 4)):
+            for _ in range(conns):
+                with b.connect(dbname=dbname) as c:
+                    for i in range(queries):
+                        assert c.execute("SELECT %s::int", [i]).fetchone() == (i,)
+        per_db = {r["database"]: r for r in (stats_row(con, db=d) for d in ("app", "other"))}
+        assert per_db["app"]["total_client_login_count"] == 3
+        assert per_db["other"]["total_client_login_count"] == 2
+        totals = {name: int(v) for name, v in con.ok("SHOW TOTALS").rows}
+        assert totals["total_client_login_count"] == 5
+        assert totals["total_query_count"] == 3 * 2 + 2 * 4
+        for name, col in (("total_xact_count", "total_xact_count"),
+                          ("total_client_bytes", "total_received"),
+                          ("total_server_bytes", "total_sent"),
+                          ("total_server_assignment_count", "total_server_assignment_count")):
+            assert totals[name] == per_db["app"][col] + per_db["other"][col], name
+        assert stats_row(con, "SHOW STATS_TOTALS", db="other")["client_login_count"] == 2
+    finally:
+        con.close()
+
+
+def test_show_sockets_and_active_sockets(berth, pg):
+    b = start(berth, pg, pool_mode="session")
+    raw = pgwire.Conn(b.host, b.port)
+    half = socket.create_connection((b.host, b.port), timeout=10)
+    try:
+        raw.login("app", pg.password, "app", extra={"application_name": "sockets-test"})
+        rows, err = raw.simple_query("SELECT pg_backend_pid()")
+        assert err is None
+        backend_pid = int(rows[0][0])
+        # a client that sent its startup packet and stopped at the password
+        half.sendall(pgwire.startup_packet({"user": "app", "database": "app"}))
+        assert half.recv(1) == b"R"
+        con = Console(b)
+        try:
+            query = "SHOW SOCKETS"
+            wait_for(lambda: any(r["state"] == "cl_login" for r in con.ok(query).dicts()),
+                     what="the half-logged-in client in SHOW SOCKETS")
+            socks = con.ok(query).dicts()
+            mine = [r for r in socks if r["application_name"] == "sockets-test" and r["type"] == "C"]
+            assert len(mine) == 1 and (mine[0]["type"], mine[0]["state"]) == ("C", "cl_active")
+            server = [r for r in socks if r["type"] == "S"]
+            assert len(server) == 1 and server[0]["state"] == "sv_active"
+            assert int(server[0]["remote_pid"]) == backend_pid
+            assert server[0]["link"] == mine[0]["ptr"]
+            login = [r for r in socks if r["state"] == "cl_login"]
+            assert len(login) == 1 and login[0]["type"] == "C"
+            me = [r for r in socks if r["database"] == "pgbouncer"]
+            assert len(me) == 1 and me[0]["state"] == "cl_active"
+            # the console's own query sits in its buffer while it runs, at the parse cursor
+            qlen = len(pgwire.query_msg(query))
+            assert [int(me[0][k]) for k in ("recv_pos", "pkt_pos", "pkt_avail", "send_remain")] \
+                == [qlen, 0, qlen, 0]
+            for r in socks:
+                for name, _ in BUFFER_COLS:
+                    assert int(r[name]) >= 0, (name, r)
+            # idle sockets hold no buffer: only the console is active
+            active = con.ok("SHOW ACTIVE_SOCKETS").dicts()
+            assert [r["database"] for r in active] == ["pgbouncer"]
+            # SHOW CLIENTS keeps its own state names
+            clients = {r["application_name"]: r for r in con.ok("SHOW CLIENTS").dicts()}
+            assert clients["sockets-test"]["state"] == "active"
+        finally:
+            con.close()
+    finally:
+        half.close()
+        raw.close()
+
+
+def test_show_mem_counts_objects(berth, pg):
+    b = start(berth, pg, default_pool_size=3)
+    conns = [b.connect() for _ in range(3)]
+    try:
+        for c in conns:
+            c.execute("SELECT 1")
+        con = Console(b)
+        try:
+            mem = {r["name"]: {k: int(v) for k, v in r.items() if k != "name"}
+                   for r in con.ok("SHOW MEM").dicts()}
+            assert mem["client_cache"]["used"] == 4  # three clients and the console
+            assert mem["server_cache"]["used"] == int(pool_row(con)["sv_idle"]) >= 1
+            assert mem["pool_cache"]["used"] == 1 and mem["db_cache"]["used"] == 1
+            assert mem["iobuf_cache"]["used"] >= 1  # the console's, holding this query
+            for name, m in mem.items():
+                assert m["memtotal"] == m["size"] * (m["used"] + m["free"]), name
+                assert m["size"] > 0, name
+        finally:
+            con.close()
+    finally:
+        for c in conns:
+            c.close()
+
+
+def test_show_fds_and_dns(berth, pg):
+    b = start(berth, pg)
+    con = Console(b)
+    try:
+        r = con.run("SHOW FDS")
+        assert [e["C"] for e in r.errors] == ["0A000"]
+        assert "online restart" in r.errors[0]["M"]
+        # berth resolves through libpq and caches nothing: no rows, and the console goes on
+        assert con.ok("SHOW DNS_HOSTS").rows == [] and con.ok("SHOW DNS_ZONES").rows == []
+        with b.connect() as c:
+            assert c.execute("SELECT 41 + 1").fetchone() == (42,)
+    finally:
         con.close()
 
 

@@ -308,6 +308,11 @@ def test_metrics_follow_traffic(berth, pg):
         assert m1.value("berth_servers", state="active", **pool) == 0
         assert m1.value("berth_pool_size", **pool) == 3
         assert m1.value("berth_server_connects_total") >= 1
+        for _ in range(3):  # a client per request, as serverless functions do
+            with b.connect() as one:
+                one.execute("SELECT 1")
+        assert scrape(b).value("berth_client_logins_total", **pool) - \
+            m1.value("berth_client_logins_total", **pool) == 3
 
         with pytest.raises(psycopg.errors.DivisionByZero):
             c.execute("SELECT 1/0")
