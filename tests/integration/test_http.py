@@ -469,7 +469,7 @@ def test_dashboard_metrics_are_exported(berth, pg):
                     n = n[:-len(suf)]
             names.add(n)
     titles = " ".join(p["title"].lower() for p in dash["panels"])
-    for want in ("clients per pool", "servers per pool", "transactions and queries",
+    for want in ("clients per pool", "servers per pool", "transactions, queries and client logins",
                  "client wait", "query duration", "upstream health", "sqlstate", "log lines dropped"):
         assert want in titles, want
     assert len(names) >= 15, names
