@@ -131,6 +131,8 @@ CONFIG_KEY(shutdown_timeout, CT_TIME, "30", 0, 0, CF_RELOAD,
 	   "Longest a graceful shutdown (SIGTERM, SIGINT, SHUTDOWN WAIT_FOR_...) waits before closing what is left; 0 = no limit.")
 CONFIG_KEY(stats_period, CT_TIME, "60", 0, 0, CF_RELOAD,
 	   "Period over which SHOW STATS_AVERAGES averages (and the interval it is refreshed).")
+CONFIG_KEY(log_stats, CT_BOOL, "1", 0, 1, CF_RELOAD,
+	   "Every stats_period, log one line (at info level) with that period's averages over all pools: transactions, queries, Parse and Bind messages and bytes per second, and the average transaction, query and wait times.")
 CONFIG_KEY(tcp_keepalive, CT_BOOL, "1", 0, 1, CF_RELOAD, "Turn on TCP keepalive on client sockets.")
 CONFIG_KEY(tcp_keepidle, CT_INT, "0", 0, 32767, CF_RELOAD,
 	   "Seconds of silence before keepalive probes (TCP_KEEPIDLE), on new client and server connections; 0 = the system's.")

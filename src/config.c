@@ -125,7 +125,6 @@ static const struct compat_key compat_main_keys[] = {
 	{"verbose", "*", "use log_level"},
 	{"log_disconnections", "*", "log_connections logs logouts too"},
 	{"log_pooler_errors", "*", "not configurable in berth"},
-	{"log_stats", "*", "not configurable in berth"},
 	{"dns_max_ttl", "*", "not configurable in berth"},
 	{"dns_nxdomain_ttl", "*", "not configurable in berth"},
 	{"dns_zone_check_period", "*", "not configurable in berth"},

@@ -202,6 +202,7 @@ bool worker_init(struct worker *w, struct runtime *rt)
 	list_init(&w->closing_servers);
 	list_init(&w->all_clients);
 	list_init(&w->console_clients);
+	w->stats_rolled_us = stats_now_us(); /* the first stats_period is a whole one */
 	event_assign(&w->ev_reap, w->base, -1, 0, reap_cb, w);
 	event_assign(&w->ev_janitor, w->base, -1, EV_PERSIST, janitor_cb, w);
 	struct timeval tv = {.tv_sec = 0, .tv_usec = JANITOR_PERIOD_US};

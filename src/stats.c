@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "config.h"
+#include "log.h"
 #include "pool.h"
 #include "runtime.h"
 
@@ -121,6 +122,17 @@ static void snapshot(struct stats_counters *to, const struct pool_stats *from)
 	STATS_COUNTERS(STATS_COPY_FIELD)
 }
 
+/* log_stats: the period just closed, over all pools, in PgBouncer's words and order. */
+static void log_period_averages(struct worker *w)
+{
+	struct stats_averages a;
+	stats_database_averages(w, NULL, &a);
+	log_info("stats: %.0f xacts/s, %.0f queries/s, %.0f client parses/s, %.0f server parses/s, "
+		 "%.0f binds/s, in %.0f B/s, out %.0f B/s, xact %.0f us, query %.0f us, wait %.0f us",
+		 a.xact_count, a.query_count, a.client_parse_count, a.server_parse_count,
+		 a.bind_count, a.recv, a.sent, a.xact_time_us, a.query_time_us, a.wait_time_us);
+}
+
 void stats_maybe_roll(struct worker *w, int64_t now_us)
 {
 	int64_t period = worker_config(w)->stats_period;
@@ -133,6 +145,8 @@ void stats_maybe_roll(struct worker *w, int64_t now_us)
 		p->stats.period_start = p->stats.period_end;
 		snapshot(&p->stats.period_end, &p->stats);
 	}
+	if (worker_config(w)->log_stats && log_enabled(LOGB_INFO))
+		log_period_averages(w);
 }
 
 static double per(uint64_t num, uint64_t den)

@@ -100,6 +100,45 @@ def test_default_level_logs_no_query_lines(berth):
     assert " QUERY " not in log
 
 
+STATS_RE = re.compile(
+    r"LOG stats: (?P<xacts>\d+) xacts/s, (?P<queries>\d+) queries/s, (?P<cparse>\d+) client "
+    r"parses/s, (?P<sparse>\d+) server parses/s, (?P<binds>\d+) binds/s, in (?P<inb>\d+) B/s, "
+    r"out (?P<outb>\d+) B/s, xact (?P<xact_us>\d+) us, query (?P<query_us>\d+) us, "
+    r"wait (?P<wait_us>\d+) us$")
+
+
+def stats_lines(log):
+    return [{k: int(v) for k, v in m.groupdict().items()}
+            for m in (STATS_RE.search(line) for line in log.splitlines()) if m]
+
+
+@pytest.mark.timeout(60)
+def test_log_stats_every_period(berth):
+    """log_stats (on by default, as in PgBouncer) logs each stats_period's averages at info."""
+    b = berth(log_level="error,warn,info", stats_period="1")
+    sent = 0
+    with b.connect() as c:
+        end = time.monotonic() + 2.5
+        while time.monotonic() < end:
+            c.execute("SELECT 1")
+            sent += 1
+    assert wait_for(lambda: any(s["queries"] for s in stats_lines(b.stderr())), timeout=5)
+    lines = stats_lines(b.stderr())
+    # one line per second; each query was its own transaction and nothing waited
+    assert all(s["xacts"] == s["queries"] for s in lines), lines
+    assert 0 < sum(s["queries"] for s in lines) <= sent
+    busy = [s for s in lines if s["queries"]]
+    assert all(s["inb"] > 0 and s["outb"] > 0 and s["query_us"] > 0 for s in busy), busy
+    # switched off, or with info not logged: no lines
+    quiet = berth(log_level="error,warn,info", stats_period="1", log_stats="0")
+    hidden = berth(stats_period="1", log_level="error,warn")
+    with quiet.connect() as c1, hidden.connect() as c2:
+        c1.execute("SELECT 1")
+        c2.execute("SELECT 1")
+    time.sleep(2.2)
+    assert "stats:" not in quiet.stderr() and "stats:" not in hidden.stderr()
+
+
 # --- simple protocol ----------------------------------------------------------
 
 def test_simple_protocol_text(berth):
