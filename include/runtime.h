@@ -17,6 +17,7 @@
 #include "compiler.h"
 #include "list.h"
 #include "pstmt.h"
+#include "stats.h"
 
 struct config;
 struct health;
@@ -82,6 +83,7 @@ struct worker {
 	size_t n_clients;           /* every client connection, any state */
 	uint32_t cancel_threads;    /* cancel helper threads running */
 	struct worker_stats stats;
+	struct pool_stats console_stats; /* the admin console's logins and commands (SHOW STATS "pgbouncer") */
 	int64_t stats_rolled_us;    /* when the last stats_period ended */
 	int64_t io_now_us;          /* clock read at the start of the running socket callback; 0 outside one */
 };

@@ -82,11 +82,16 @@ void stats_add(struct pool_stats *dst, const struct pool_stats *src);
 void stats_free(struct pool_stats *st);
 /* Monotonic microseconds, precise (durations); the loop's timers use the coarse clock. */
 int64_t stats_now_us(void);
-/* Sum of a database's pools, or of all pools with db NULL (errors_by_class left NULL). */
+/*
+ * Sum of a database's pools, or with db NULL of every pool and the admin
+ * console's counters (errors_by_class left NULL).
+ */
 void stats_database_totals(struct worker *w, const struct database *db, struct pool_stats *out);
-/* Averages over the last complete stats_period, for a database's pools (all with db NULL). */
+/* Averages over the last complete stats_period, of the same. */
 void stats_database_averages(struct worker *w, const struct database *db,
 			     struct stats_averages *out);
+/* ...and of one set of counters (the admin console's). */
+void stats_averages(struct worker *w, const struct pool_stats *st, struct stats_averages *out);
 /* Timer tick: close a stats_period when due (janitor). */
 void stats_maybe_roll(struct worker *w, int64_t now_us);
 

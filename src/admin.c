@@ -691,6 +691,35 @@ static void database_row(struct exec *x, const struct db_def *def, const char *n
 	out_end(o);
 }
 
+/*
+ * The admin console as PgBouncer lists it: a database and a pool named
+ * pgbouncer (user pgbouncer, statement mode) whose clients are the console's.
+ */
+#define CONSOLE_NAME "pgbouncer"
+
+static void console_database_row(struct exec *x)
+{
+	struct out *o = x->o;
+	out_row_begin(o, 17);
+	out_text(o, CONSOLE_NAME);
+	out_text(o, NULL);
+	out_int(o, worker_config(x->w)->listen_port);
+	out_text(o, CONSOLE_NAME);
+	out_text(o, CONSOLE_NAME);
+	out_int(o, 2); /* PgBouncer's figure for its admin pool */
+	for (int i = 0; i < 3; i++) /* min_pool_size, reserve_pool_size, server_lifetime */
+		out_int(o, 0);
+	out_text(o, "statement");
+	out_text(o, NULL);
+	out_int(o, 0);
+	out_int(o, 0);
+	out_int(o, 0);
+	out_int(o, (int64_t)list_count(&x->w->console_clients));
+	out_int(o, 0);
+	out_int(o, 0);
+	out_end(o);
+}
+
 static enum exec_result show_databases(struct exec *x, const char *arg)
 {
 	(void)arg;
@@ -718,6 +747,7 @@ static enum exec_result show_databases(struct exec *x, const char *arg)
 		if (!db->removed && strcmp(db->def->name, "*") == 0)
 			database_row(x, db->def, db->name);
 	}
+	console_database_row(x);
 	return ex_done(x, "SHOW");
 }
 
@@ -794,6 +824,15 @@ static enum exec_result show_pools(struct exec *x, const char *arg)
 		out_text(o, lbh);
 		out_end(o);
 	}
+	out_row_begin(o, 17);
+	out_text(o, CONSOLE_NAME);
+	out_text(o, CONSOLE_NAME);
+	out_int(o, (int64_t)list_count(&x->w->console_clients));
+	for (int i = 0; i < 12; i++) /* cl_waiting .. maxwait_us */
+		out_int(o, 0);
+	out_text(o, "statement");
+	out_text(o, NULL);
+	out_end(o);
 	return ex_done(x, "SHOW");
 }
 
@@ -1201,10 +1240,11 @@ static enum exec_result show_lists(struct exec *x, const char *arg)
 	int servers = pool_server_count(w, NULL);
 	struct out *o = x->o;
 	out_row_desc(o, cols, 2);
-	list_row(o, "databases", (int64_t)database_count(x));
+	/* The console's database and pool count, as in SHOW DATABASES and SHOW POOLS. */
+	list_row(o, "databases", (int64_t)database_count(x) + 1);
 	list_row(o, "users", (int64_t)for_each_user(x, NULL));
 	list_row(o, "peers", 0);
-	list_row(o, "pools", (int64_t)list_count(&w->pools));
+	list_row(o, "pools", (int64_t)list_count(&w->pools) + 1);
 	list_row(o, "peer_pools", 0);
 	list_row(o, "free_clients", (int64_t)slab_free_count(&w->clients));
 	list_row(o, "used_clients", (int64_t)w->clients.n_live);
@@ -1359,6 +1399,17 @@ static enum exec_result stats_rows(struct exec *x, const struct col *cols, size_
 		}
 		out_end(x->o);
 	}
+	/* The console's own commands and logins, as PgBouncer's admin pool counts them. */
+	out_row_begin(x->o, ncols);
+	out_text(x->o, CONSOLE_NAME);
+	if (totals)
+		out_totals(x->o, &x->w->console_stats);
+	if (averages) {
+		struct stats_averages av;
+		stats_averages(x->w, &x->w->console_stats, &av);
+		out_averages(x->o, &av);
+	}
+	out_end(x->o);
 	return ex_done(x, "SHOW");
 }
 
@@ -2064,6 +2115,7 @@ bool admin_login(struct client *c)
 	out_ready(&o);
 	if (!console_send(c, &o))
 		return false;
+	c->w->console_stats.client_login_count++;
 	if (cfg->log_connections)
 		log_info("C-%llu: console login %s/%s (%s)%s", (unsigned long long)c->id,
 			 con->database, con->user, admin ? "admin" : "stats",
@@ -2096,6 +2148,9 @@ enum sbuf_action admin_on_message(struct client *c, const struct pkt_hdr *hdr,
 			return SB_SKIP; /* "Extended Query": everything up to Sync is discarded */
 		if (avail < hdr->total_len)
 			return SB_NEED_FULL;
+		/* Counted before it runs, as PgBouncer does: SHOW STATS sees itself. */
+		c->w->console_stats.xact_count++;
+		c->w->console_stats.query_count++;
 		return handle_query(c, hdr, data);
 	case 'X':
 		client_close(c, "client terminated");

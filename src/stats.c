@@ -113,6 +113,8 @@ void stats_database_totals(struct worker *w, const struct database *db, struct p
 		if (!db || p->db == db)
 			stats_add(out, &p->stats);
 	}
+	if (!db)
+		stats_add(out, &w->console_stats);
 }
 
 #define STATS_COPY_FIELD(name) to->name = from->name;
@@ -145,6 +147,8 @@ void stats_maybe_roll(struct worker *w, int64_t now_us)
 		p->stats.period_start = p->stats.period_end;
 		snapshot(&p->stats.period_end, &p->stats);
 	}
+	w->console_stats.period_start = w->console_stats.period_end;
+	snapshot(&w->console_stats.period_end, &w->console_stats);
 	if (worker_config(w)->log_stats && log_enabled(LOGB_INFO))
 		log_period_averages(w);
 }
@@ -154,36 +158,56 @@ static double per(uint64_t num, uint64_t den)
 	return den ? (double)num / (double)den : 0.0;
 }
 
+/* Add what st counted over the last complete stats_period into d. */
+static void add_period(struct stats_counters *d, const struct pool_stats *st)
+{
+#define STATS_DELTA_INTO(name) d->name += st->period_end.name - st->period_start.name;
+	STATS_COUNTERS(STATS_DELTA_INTO)
+#undef STATS_DELTA_INTO
+}
+
+/* Counts and bytes per second; times per transaction, query or assignment, as PgBouncer. */
+static void averages_of(const struct stats_counters *d, int64_t period_us,
+			struct stats_averages *out)
+{
+	memset(out, 0, sizeof(*out));
+	double secs = (double)period_us / 1e6;
+	if (secs <= 0)
+		return;
+	out->server_assignment_count = (double)d->server_assignment_count / secs;
+	out->xact_count = (double)d->xact_count / secs;
+	out->query_count = (double)d->query_count / secs;
+	out->recv = (double)d->received / secs;
+	out->sent = (double)d->sent / secs;
+	out->xact_time_us = per(d->xact_time_us, d->xact_count);
+	out->query_time_us = per(d->query_time_us, d->query_count);
+	out->wait_time_us = per(d->wait_time_us, d->server_assignment_count);
+	out->client_parse_count = (double)d->client_parse_count / secs;
+	out->server_parse_count = (double)d->server_parse_count / secs;
+	out->bind_count = (double)d->bind_count / secs;
+	out->client_login_count = (double)d->client_login_count / secs;
+}
+
 void stats_database_averages(struct worker *w, const struct database *db,
 			     struct stats_averages *out)
 {
 	struct stats_counters d;
 	memset(&d, 0, sizeof(d));
-	memset(out, 0, sizeof(*out));
 	struct list *pos, *tmp;
 	list_for_each_safe(pos, tmp, &w->pools) {
 		struct pool *p = list_entry(pos, struct pool, node);
-		if (!db || p->db == db) {
-			struct stats_counters *dd = &d;
-#define STATS_DELTA_INTO(name) dd->name += p->stats.period_end.name - p->stats.period_start.name;
-			STATS_COUNTERS(STATS_DELTA_INTO)
-#undef STATS_DELTA_INTO
-		}
+		if (!db || p->db == db)
+			add_period(&d, &p->stats);
 	}
-	double secs = (double)worker_config(w)->stats_period / 1e6;
-	if (secs <= 0)
-		return;
-	/* Counts and bytes per second; times per transaction or query, as PgBouncer. */
-	out->server_assignment_count = (double)d.server_assignment_count / secs;
-	out->xact_count = (double)d.xact_count / secs;
-	out->query_count = (double)d.query_count / secs;
-	out->recv = (double)d.received / secs;
-	out->sent = (double)d.sent / secs;
-	out->xact_time_us = per(d.xact_time_us, d.xact_count);
-	out->query_time_us = per(d.query_time_us, d.query_count);
-	out->wait_time_us = per(d.wait_time_us, d.server_assignment_count);
-	out->client_parse_count = (double)d.client_parse_count / secs;
-	out->server_parse_count = (double)d.server_parse_count / secs;
-	out->bind_count = (double)d.bind_count / secs;
-	out->client_login_count = (double)d.client_login_count / secs;
+	if (!db)
+		add_period(&d, &w->console_stats);
+	averages_of(&d, worker_config(w)->stats_period, out);
+}
+
+void stats_averages(struct worker *w, const struct pool_stats *st, struct stats_averages *out)
+{
+	struct stats_counters d;
+	memset(&d, 0, sizeof(d));
+	add_period(&d, st);
+	averages_of(&d, worker_config(w)->stats_period, out);
 }

@@ -271,8 +271,8 @@ def test_show_lists_rows(berth, pg):
         try:
             lists = dict((r[0], int(r[1])) for r in con.ok("SHOW LISTS").rows)
             assert list(lists) == LIST_ROWS
-            assert lists["databases"] == 1
-            assert lists["pools"] == 1
+            assert lists["databases"] == 2  # app and the console's pgbouncer, as PgBouncer
+            assert lists["pools"] == 2
             assert lists["used_clients"] == 3  # two app clients and this console
             assert lists["login_clients"] == 0
             assert lists["used_servers"] == pg.server_conns("app")
@@ -301,6 +301,14 @@ def test_show_pools_counts(berth, pg):
             assert p["pool_mode"] == "transaction"
             assert p["load_balance_hosts"] is None
             assert pg.server_conns("app") == 2
+            # PgBouncer's admin pool: the console's clients, no servers, statement mode
+            second = Console(b, dbname="berth")
+            try:
+                adm = pool_row(con, db="pgbouncer", user="pgbouncer")
+            finally:
+                second.close()
+            assert adm["cl_active"] == "2" and adm["sv_idle"] == "0" and adm["sv_active"] == "0"
+            assert adm["pool_mode"] == "statement"
         finally:
             con.close()
         held.execute("COMMIT")
@@ -369,8 +377,12 @@ def test_show_databases_and_users_rows(berth, pg):
         con = Console(b)
         try:
             dbs = con.ok("SHOW DATABASES").dicts()
-            assert len(dbs) == 1
+            assert [r["name"] for r in dbs] == ["app", "pgbouncer"]
             d = dbs[0]
+            console = dbs[1]  # PgBouncer's admin database row
+            assert (console["host"], int(console["port"]), console["force_user"],
+                    console["pool_mode"], console["current_client_connections"]) == \
+                (None, b.port, "pgbouncer", "statement", "1")
             assert (d["name"], d["host"], int(d["port"]), d["database"], d["force_user"]) == \
                 ("app", "127.0.0.1", pg.port, "app", "app")
             assert d["pool_size"] == "7" and d["pool_mode"] is None
@@ -864,13 +876,20 @@ def test_show_totals_sums_every_database_and_counts_logins(berth, pg):
         assert per_db["app"]["total_client_login_count"] == 3
         assert per_db["other"]["total_client_login_count"] == 2
         totals = {name: int(v) for name, v in con.ok("SHOW TOTALS").rows}
-        assert totals["total_client_login_count"] == 5
-        assert totals["total_query_count"] == 3 * 2 + 2 * 4
-        for name, col in (("total_xact_count", "total_xact_count"),
-                          ("total_client_bytes", "total_received"),
+        # the console counts too, as PgBouncer's admin pool: one login, and its
+        # commands (two SHOW STATS and this SHOW TOTALS, which counts itself)
+        assert totals["total_client_login_count"] == 5 + 1
+        assert totals["total_query_count"] == 3 * 2 + 2 * 4 + 3
+        console = stats_row(con, db="pgbouncer")
+        assert console["total_client_login_count"] == 1
+        assert console["total_query_count"] == console["total_xact_count"] == 4
+        assert console["total_server_assignment_count"] == 0
+        assert totals["total_xact_count"] == \
+            per_db["app"]["total_xact_count"] + per_db["other"]["total_xact_count"] + 3
+        for name, col in (("total_client_bytes", "total_received"),
                           ("total_server_bytes", "total_sent"),
                           ("total_server_assignment_count", "total_server_assignment_count")):
-            assert totals[name] == per_db["app"][col] + per_db["other"][col], name
+            assert totals[name] == per_db["app"][col] + per_db["other"][col], name  # console: 0
         assert stats_row(con, "SHOW STATS_TOTALS", db="other")["client_login_count"] == 2
     finally:
         con.close()
