@@ -1075,12 +1075,16 @@ static void log_atexit(void)
 
 void log_shutdown(void)
 {
+	log_detach_loop();
+	/*
+	 * Drain first, then report: logged before, the report went into the very
+	 * ring a slow stderr had filled, and was itself dropped.
+	 */
+	log_writer_stop();
 	uint64_t dropped = log_dropped_count();
 	if (dropped)
 		log_warn("%llu log lines were dropped because a log sink could not keep up",
 			 (unsigned long long)dropped);
-	log_detach_loop();
-	log_writer_stop();
 	log_close_file();
 	free(L.logfile_path);
 	L.logfile_path = NULL;
