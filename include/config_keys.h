@@ -59,6 +59,8 @@ CONFIG_KEY(server_check_query, CT_STRING, "select 1", 0, 0, CF_RELOAD,
 	   "Run on a server connection idle longer than server_check_delay, or idle when a health check failed, before lending it; empty = never.")
 CONFIG_KEY(server_check_delay, CT_TIME, "30", 0, 0, CF_RELOAD,
 	   "How long a server connection may sit idle before server_check_query runs on it.")
+CONFIG_KEY(server_round_robin, CT_BOOL, "0", 0, 1, CF_RELOAD,
+	   "Lend idle server connections in turn, the longest idle first, instead of the most recently used (which keeps few connections busy and lets the rest time out); turn on to spread load evenly behind a TCP load balancer.")
 CONFIG_KEY(server_idle_timeout, CT_TIME, "600", 0, 0, CF_RELOAD,
 	   "Close server connections idle longer than this; 0 = never.")
 CONFIG_KEY(server_lifetime, CT_TIME, "3600", 0, 0, CF_RELOAD,

@@ -138,7 +138,6 @@ static const struct compat_key compat_main_keys[] = {
 	{"client_tls13_ciphers", "*", "berth does not offer TLS to clients yet"},
 	{"server_tls13_ciphers", NULL, "libpq has no cipher setting: OpenSSL's defaults apply"},
 	{"auth_ldap_options", NULL, "berth does not support auth_type ldap"},
-	{"server_round_robin", "*", "not configurable in berth"},
 	{"server_fast_close", "*", "not configurable in berth"},
 	{"application_name_add_host", "*", "not supported by berth"},
 	{"autodb_idle_timeout", "*", "not configurable in berth"},

@@ -334,14 +334,17 @@ void pool_maintain(struct pool *p, int64_t now_us)
 }
 
 /*
- * The idle server to lend next (most recently used), or NULL. Servers that
- * RECONNECT marked are closed on the way: only from a client's callback,
- * never inside the server's own.
+ * The idle server to lend next, or NULL: the most recently used (released
+ * servers go to the tail), or with server_round_robin the longest idle.
+ * Servers that RECONNECT marked are closed on the way: only from a client's
+ * callback, never inside the server's own.
  */
 static struct server *pool_lendable_idle(struct pool *p)
 {
+	bool in_turn = worker_config(p->w)->server_round_robin;
 	while (!list_empty(&p->sv_idle)) {
-		struct server *s = list_entry(p->sv_idle.prev, struct server, node);
+		struct list *next = in_turn ? p->sv_idle.next : p->sv_idle.prev;
+		struct server *s = list_entry(next, struct server, node);
 		if (!s->close_needed)
 			return s;
 		server_close(s, "closing as marked (RECONNECT or server_lifetime)");

@@ -244,3 +244,27 @@ def test_random_workload_many_clients(berth, pg, pool_mode):
 
     errors = run_threads(30, client)
     assert not errors, errors[:5]
+
+
+@pytest.mark.parametrize("in_turn", [False, True])
+def test_server_round_robin(berth, pg, in_turn):
+    """Default: the most recently used idle server is lent again, so a lone client
+    stays on one backend. server_round_robin = 1 lends the longest idle one."""
+    b = berth(pool_size=3, server_round_robin="1" if in_turn else "0")
+    # three servers: three transactions open at once
+    holders = [b.connect() for _ in range(3)]
+    try:
+        for h in holders:
+            h.execute("BEGIN")
+            h.execute("SELECT 1")
+        for h in holders:
+            h.execute("COMMIT")
+        with b.connect() as c:
+            pids = [c.execute("SELECT pg_backend_pid()").fetchone()[0] for _ in range(6)]
+    finally:
+        for h in holders:
+            h.close()
+    if in_turn:
+        assert len(set(pids[:3])) == 3 and pids[3:] == pids[:3], pids
+    else:
+        assert len(set(pids)) == 1, pids
