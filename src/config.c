@@ -129,7 +129,6 @@ static const struct compat_key compat_main_keys[] = {
 	{"dns_nxdomain_ttl", "*", "not configurable in berth"},
 	{"dns_zone_check_period", "*", "not configurable in berth"},
 	{"resolv_conf", "*", "berth uses the system resolver configuration"},
-	{"tcp_socket_buffer", "*", "berth uses the OS default"},
 	{"sbuf_loopcnt", "*", "not configurable in berth"},
 	{"suspend_timeout", "*", "not configurable in berth"},
 	{"cancel_wait_timeout", "*", "not configurable in berth"},

@@ -17,6 +17,7 @@
 #include "listener.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <event2/event.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -132,6 +133,17 @@ static void set_client_opts(struct listener *ls, int fd, const struct config *cf
 	if (cfg->tcp_keepalive)
 		set_int_opt(fd, SOL_SOCKET, SO_KEEPALIVE, 1);
 	set_tcp_tuning(fd, cfg);
+	listener_set_socket_buffer(fd, cfg->tcp_socket_buffer);
+}
+
+/* tcp_socket_buffer: 0 leaves the kernel's autotuning alone. */
+void listener_set_socket_buffer(int fd, int64_t bytes)
+{
+	if (bytes <= 0)
+		return;
+	int v = bytes > INT_MAX ? INT_MAX : (int)bytes;
+	set_int_opt(fd, SOL_SOCKET, SO_SNDBUF, v);
+	set_int_opt(fd, SOL_SOCKET, SO_RCVBUF, v);
 }
 
 static void resume_cb(evutil_socket_t fd, short what, void *arg)
@@ -191,6 +203,8 @@ static bool listen_fd(struct listener *ls, struct worker *w, int fd, bool tcp, i
 		close(fd);
 		return false;
 	}
+	/* Before listen(): accepted sockets inherit the sizes, and the window scale follows them. */
+	listener_set_socket_buffer(fd, cfg->tcp_socket_buffer);
 	if (listen(fd, backlog) < 0) {
 		snprintf(err, errlen, "listen: %s", strerror(errno));
 		close(fd);

@@ -25,6 +25,7 @@
 #include <sys/socket.h>
 
 #include "config.h"
+#include "listener.h"
 #include "log.h"
 #include "params.h"
 #include "runtime.h"
@@ -177,6 +178,11 @@ static void up_wait(struct upstream_conn *u, PostgresPollingStatusType st)
 	}
 	if (u->ev_sock_set)
 		event_del(&u->ev_sock);
+	/*
+	 * Every step, not only when the number changes: libpq's next address may
+	 * get a new socket under the same number. Idempotent, and logins are rare.
+	 */
+	listener_set_socket_buffer(sock, worker_config(u->w)->tcp_socket_buffer);
 	short what = st == PGRES_POLLING_READING ? EV_READ : EV_WRITE;
 	event_assign(&u->ev_sock, u->w->base, sock, what, up_sock_cb, u);
 	u->ev_sock_set = true;

@@ -302,3 +302,27 @@ def test_tcp_keepalive_tuning_defaults_and_reload(berth):
     assert client_tuning(b)[0] == 9
     reload_with(0)
     assert client_tuning(b) == system_tuning()
+
+
+def test_tcp_socket_buffer_on_client_and_server_sockets(berth, pg):
+    """tcp_socket_buffer sets SO_SNDBUF and SO_RCVBUF (Linux reports twice the
+    value asked for) on accepted client sockets and on server sockets."""
+    want = 50000
+    b = berth("transaction", pool_size=1, tcp_socket_buffer=str(want), health_check_period=3600)
+    plain = berth("transaction", pool_size=1, health_check_period=3600)
+    for _ in range(2):  # the first accept checks inheritance; the second relies on it
+        with b.connect() as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+            for s in (accepted_socket(b, client_port(conn)), server_socket(b, pg)):
+                try:
+                    assert opt(s, socket.SOL_SOCKET, socket.SO_SNDBUF) == 2 * want
+                    assert opt(s, socket.SOL_SOCKET, socket.SO_RCVBUF) == 2 * want
+                finally:
+                    s.close()
+    with plain.connect() as conn:  # 0: the kernel's own sizes
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+        s = accepted_socket(plain, client_port(conn))
+        try:
+            assert opt(s, socket.SOL_SOCKET, socket.SO_RCVBUF) != 2 * want
+        finally:
+            s.close()
