@@ -144,7 +144,7 @@ CONFIG_KEY(tcp_keepcnt, CT_INT, "0", 0, 127, CF_RELOAD,
 	   "Unanswered keepalive probes before the connection is dropped (TCP_KEEPCNT), on new client and server connections; 0 = the system's.")
 CONFIG_KEY(tcp_user_timeout, CT_INT, "0", 0, 2147483647, CF_RELOAD,
 	   "Milliseconds sent data may stay unacknowledged before the connection is dropped (TCP_USER_TIMEOUT), on new client and server connections; 0 = the system's.")
-CONFIG_KEY(tcp_socket_buffer, CT_SIZE, "0", 0, 268435456, CF_RESTART,
+CONFIG_KEY(tcp_socket_buffer, CT_INT, "0", 0, 268435456, CF_RESTART,
 	   "Send and receive buffer size (SO_SNDBUF and SO_RCVBUF) of client and server sockets; 0 = the system's, with its autotuning. On server sockets it is set once libpq has opened them.")
 CONFIG_KEY(tcp_defer_accept, CT_INT, "1", 0, 3600, CF_RESTART,
 	   "Seconds the kernel may hold a new TCP client until its first bytes arrive (TCP_DEFER_ACCEPT, Linux), so accepting and reading the startup packet take one wake-up; 0 = off. PgBouncer's 1 (on) means the same here. Not used with so_reuseport, whose takeover must find every connection in the accept queue.")
