@@ -74,6 +74,7 @@ struct client {
 	uint32_t cancel_key;
 	int64_t connect_time_us;
 	int64_t state_since_us;    /* when the current state began: timeouts */
+	int64_t wait_notified_us;  /* state_since_us of the wait query_wait_notify told about */
 	int64_t wait_start_us;     /* precise clock: when it began waiting for a server */
 	int64_t query_start_us;    /* precise clock: first request not yet answered; 0 = none */
 	int64_t xact_start_us;     /* precise clock: the transaction's first request; 0 = none */

@@ -1450,6 +1450,28 @@ static enum sbuf_action client_on_message(struct sbuf *sb, const struct pkt_hdr 
 	}
 }
 
+/*
+ * query_wait_notify: once per wait, tell a client that it is queued (the
+ * NOTICE of PgBouncer 1.22+, word for word, for code that looks for it).
+ * Nothing is being forwarded to a waiting client, so a whole message fits
+ * in between.
+ */
+static void client_notify_queued(struct client *c, int64_t waited)
+{
+	int64_t after = worker_config(c->w)->query_wait_notify;
+	if (after <= 0 || waited <= after || c->wait_notified_us == c->state_since_us)
+		return;
+	c->wait_notified_us = c->state_since_us;
+	uint8_t buf[160];
+	struct pkt_writer wr;
+	writer_init(&wr, buf, sizeof(buf));
+	codec_write_error(&wr, 'N', "NOTICE", "00000",
+			  "No server connection available in postgres backend, client being queued");
+	if (!client_send(c, &wr))
+		log_warn("C-%llu: could not queue the query_wait_notify notice",
+			 (unsigned long long)c->id);
+}
+
 void client_check_timeouts(struct client *c, int64_t now_us)
 {
 	const struct config *cfg = worker_config(c->w);
@@ -1466,6 +1488,8 @@ void client_check_timeouts(struct client *c, int64_t now_us)
 		if (p->query_wait_timeout > 0 && age > p->query_wait_timeout)
 			client_fail(c, ERR_QUERY_WAIT_TIMEOUT,
 				    "query_wait_timeout: no server connection became free in time");
+		else
+			client_notify_queued(c, age);
 		break;
 	case CL_LOGIN_WAIT:
 		if (p->query_wait_timeout > 0 && age > p->query_wait_timeout)

@@ -132,7 +132,6 @@ static const struct compat_key compat_main_keys[] = {
 	{"sbuf_loopcnt", "*", "not configurable in berth"},
 	{"suspend_timeout", "*", "not configurable in berth"},
 	{"cancel_wait_timeout", "*", "not configurable in berth"},
-	{"query_wait_notify", "*", "berth sends no notice to waiting clients"},
 	{"scram_iterations", "*", "berth derives SCRAM secrets for plain auth_file passwords itself"},
 	{"client_tls13_ciphers", "*", "berth does not offer TLS to clients yet"},
 	{"server_tls13_ciphers", NULL, "libpq has no cipher setting: OpenSSL's defaults apply"},

@@ -4,6 +4,7 @@ query_timeout. Each closes the client with its own error, leaves committed
 work committed and rolls back the rest with the server connection, and leaves
 clients within the limit alone."""
 
+import threading
 import time
 
 import pytest
@@ -125,3 +126,41 @@ def test_query_timeout(berth, pg):
     c = login(b)
     assert ok(c, "SELECT 3") == [["3"]]
     c.close()
+
+
+QUEUED = "No server connection available in postgres backend, client being queued"
+
+
+@pytest.mark.timeout(60)
+def test_query_wait_notify(berth):
+    """A client that waits longer than query_wait_notify for a server gets
+    PgBouncer's NOTICE, once per wait; a shorter wait gets none."""
+    b = berth(pool_size=1, query_wait_notify="1")
+    notices = []
+    with b.connect() as holder, b.connect() as waiter:
+        waiter.add_notice_handler(lambda d: notices.append((d.severity, d.sqlstate,
+                                                            d.message_primary)))
+        assert waiter.execute("SELECT 1").fetchone() == (1,)  # a quick query: no notice
+        for expected in (1, 2):
+            holder.execute("BEGIN")
+            holder.execute("SELECT 1")  # holds the only server connection
+            t = threading.Timer(2.5, lambda: holder.execute("COMMIT"))
+            t.start()
+            try:
+                assert waiter.execute("SELECT 2").fetchone() == (2,)  # waits 2.5 s
+            finally:
+                t.join()
+            assert notices == [("NOTICE", "00000", QUEUED)] * expected
+    quiet = berth(pool_size=1)  # default 5 s: a 2.5 s wait says nothing
+    seen = []
+    with quiet.connect() as holder, quiet.connect() as waiter:
+        waiter.add_notice_handler(lambda d: seen.append(d.message_primary))
+        holder.execute("BEGIN")
+        holder.execute("SELECT 1")
+        t = threading.Timer(2.5, lambda: holder.execute("COMMIT"))
+        t.start()
+        try:
+            assert waiter.execute("SELECT 3").fetchone() == (3,)
+        finally:
+            t.join()
+    assert seen == []
