@@ -8,7 +8,6 @@
 #define BERTH_LISTENER_H
 
 #include <stdbool.h>
-#include <stdint.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -51,6 +50,6 @@ void listener_stop(struct listener *ls);
 /* After a reload: the listen sockets' keepalive options, for the next client already. */
 void listener_reconfigure(struct listener *ls, const struct config *cfg);
 /* tcp_socket_buffer on one socket (listen, client or server); bytes <= 0 does nothing. */
-void listener_set_socket_buffer(int fd, int64_t bytes);
+void listener_set_socket_buffer(int fd, int bytes);
 
 #endif

@@ -496,7 +496,7 @@ struct exec {
 	struct out *o;
 	const char *stmt; /* for error messages */
 	size_t stmt_len;
-	enum { SOCKETS_NO, SOCKETS_ALL, SOCKETS_ACTIVE } sockets; /* SHOW [ACTIVE_]SOCKETS rows */
+	enum sockets_view { SOCKETS_NO, SOCKETS_ALL, SOCKETS_ACTIVE } sockets; /* SHOW [ACTIVE_]SOCKETS rows */
 };
 
 static enum exec_result ex_error(struct exec *x, const char *sqlstate, const char *fmt, ...)
@@ -1080,7 +1080,7 @@ static enum exec_result show_servers(struct exec *x, const char *arg)
  * active view only those holding bytes), named by PgBouncer's internal lists,
  * with the buffer columns added.
  */
-static enum exec_result show_sockets_view(struct exec *x, int view)
+static enum exec_result show_sockets_view(struct exec *x, enum sockets_view view)
 {
 	struct col cols[N_SOCKET_COLS + N_BUFFER_COLS];
 	memcpy(cols, socket_cols, sizeof(socket_cols));

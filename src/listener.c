@@ -17,7 +17,6 @@
 #include "listener.h"
 
 #include <errno.h>
-#include <limits.h>
 #include <event2/event.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -137,13 +136,12 @@ static void set_client_opts(struct listener *ls, int fd, const struct config *cf
 }
 
 /* tcp_socket_buffer: 0 leaves the kernel's autotuning alone. */
-void listener_set_socket_buffer(int fd, int64_t bytes)
+void listener_set_socket_buffer(int fd, int bytes)
 {
 	if (bytes <= 0)
 		return;
-	int v = bytes > INT_MAX ? INT_MAX : (int)bytes;
-	set_int_opt(fd, SOL_SOCKET, SO_SNDBUF, v);
-	set_int_opt(fd, SOL_SOCKET, SO_RCVBUF, v);
+	set_int_opt(fd, SOL_SOCKET, SO_SNDBUF, bytes);
+	set_int_opt(fd, SOL_SOCKET, SO_RCVBUF, bytes);
 }
 
 static void resume_cb(evutil_socket_t fd, short what, void *arg)
