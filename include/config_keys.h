@@ -101,6 +101,8 @@ CONFIG_KEY(query_timeout, CT_TIME, "0", 0, 0, CF_RELOAD,
 	   "Cancel-and-close queries running longer than this; 0 = never.")
 CONFIG_KEY(ignore_startup_parameters, CT_STRING, "", 0, 0, CF_RELOAD,
 	   "Comma list of startup parameters accepted from clients and not applied.")
+CONFIG_KEY(application_name_add_host, CT_BOOL, "0", 0, 1, CF_RELOAD,
+	   "Append the client's address to the application_name it logs in with (\"psql - 10.0.0.5:53124\"; \"app\" if it sent none), as PgBouncer; a later SET is left alone. Not for replication connections, whose name standbys are matched by.")
 CONFIG_KEY(track_extra_parameters, CT_STRING, "IntervalStyle", 0, 0, CF_RELOAD,
 	   "PgBouncer's list of extra parameters to track per client; berth tracks every parameter the server reports (ParameterStatus), so the value is accepted and changes nothing.")
 CONFIG_KEY(max_prepared_statements, CT_INT, "200", 0, 100000, CF_RELOAD,

@@ -16,6 +16,7 @@
 #include "compiler.h"
 
 struct config;
+struct sockaddr;
 struct worker;
 struct listener;
 
@@ -51,5 +52,8 @@ void listener_stop(struct listener *ls);
 void listener_reconfigure(struct listener *ls, const struct config *cfg);
 /* tcp_socket_buffer on one socket (listen, client or server); bytes <= 0 does nothing. */
 void listener_set_socket_buffer(int fd, int bytes);
+
+/* Address text and port of a peer or local address; unix sockets give "unix" and unix_port. */
+void listener_format_addr(const struct sockaddr *sa, int unix_port, char *host, size_t hl, int *port);
 
 #endif

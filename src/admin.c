@@ -28,6 +28,7 @@
 #include "config.h"
 #include "errors.h"
 #include "health.h"
+#include "listener.h"
 #include "log.h"
 #include "pool.h"
 #include "runtime.h"
@@ -409,25 +410,6 @@ static void fmt_time(struct worker *w, int64_t mono_us, char *buf, size_t len)
 	struct tm tm;
 	localtime_r(&t, &tm);
 	strftime(buf, len, "%Y-%m-%d %H:%M:%S %Z", &tm);
-}
-
-/* Address text and port of a socket address ("unix" for unix sockets, with unix_port). */
-static void fmt_sockaddr(const struct sockaddr *sa, int unix_port, char *host, size_t hl, int *port)
-{
-	*port = 0;
-	snprintf(host, hl, "%s", "");
-	if (sa->sa_family == AF_INET) {
-		const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
-		inet_ntop(AF_INET, &in->sin_addr, host, (socklen_t)hl);
-		*port = ntohs(in->sin_port);
-	} else if (sa->sa_family == AF_INET6) {
-		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
-		inet_ntop(AF_INET6, &in6->sin6_addr, host, (socklen_t)hl);
-		*port = ntohs(in6->sin6_port);
-	} else if (sa->sa_family == AF_UNIX) {
-		snprintf(host, hl, "unix");
-		*port = unix_port;
-	}
 }
 
 /* A libpq keyword of a database entry, or NULL. */
@@ -910,12 +892,12 @@ static void socket_row(struct exec *x, const struct sock_row *r)
 	} a;
 	socklen_t alen = sizeof(a);
 	if (r->peer)
-		fmt_sockaddr(r->peer, r->unix_port, addr, sizeof(addr), &port);
+		listener_format_addr(r->peer, r->unix_port, addr, sizeof(addr), &port);
 	else if (r->fd >= 0 && getpeername(r->fd, &a.sa, &alen) == 0)
-		fmt_sockaddr(&a.sa, r->unix_port, addr, sizeof(addr), &port);
+		listener_format_addr(&a.sa, r->unix_port, addr, sizeof(addr), &port);
 	alen = sizeof(a);
 	if (r->fd >= 0 && getsockname(r->fd, &a.sa, &alen) == 0)
-		fmt_sockaddr(&a.sa, r->unix_port, laddr, sizeof(laddr), &lport);
+		listener_format_addr(&a.sa, r->unix_port, laddr, sizeof(laddr), &lport);
 	char ct[64], rt[64], ptr[32], link[32] = "", tls[96] = "";
 	fmt_time(x->w, r->connect_us, ct, sizeof(ct));
 	fmt_time(x->w, r->request_us ? r->request_us : r->connect_us, rt, sizeof(rt));

@@ -9,6 +9,7 @@
 #include "client.h"
 
 #include <arpa/inet.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdarg.h>
@@ -16,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "admin.h"
@@ -23,6 +25,7 @@
 #include "codec.h"
 #include "config.h"
 #include "errors.h"
+#include "listener.h"
 #include "log.h"
 #include "pool.h"
 #include "runtime.h"
@@ -313,6 +316,44 @@ static bool client_add_var(void *arg, const char *name, const char *value)
 	       params_set(&c->startup, name, value, false);
 }
 
+/*
+ * application_name_add_host: "<name> - <address>", as PgBouncer writes it
+ * ("app" when the client sent no name), so that pg_stat_activity and the
+ * server log show which client a pooled query came from. Set once, at
+ * login: a later SET application_name is the client's own.
+ */
+static bool client_add_host_to_appname(struct client *c)
+{
+	const char *name = params_get(&c->vars, "application_name");
+	if (!name || !*name)
+		name = "app";
+	char host[INET6_ADDRSTRLEN], where[INET6_ADDRSTRLEN + HOST_NAME_MAX + 40];
+	int port;
+	listener_format_addr(&c->addr.sa, worker_config(c->w)->listen_port, host, sizeof(host), &port);
+	if (c->addr.sa.sa_family == AF_UNIX) {
+		struct ucred cred = {0};
+		socklen_t len = sizeof(cred);
+		char hostname[HOST_NAME_MAX + 1] = "";
+		(void)getsockopt(c->sb.fd, SOL_SOCKET, SO_PEERCRED, &cred, &len);
+		(void)gethostname(hostname, sizeof(hostname));
+		hostname[HOST_NAME_MAX] = '\0';
+		snprintf(where, sizeof(where), "unix(%d@%s):%d", (int)cred.pid, hostname, port);
+	} else if (c->addr.sa.sa_family == AF_INET6) {
+		snprintf(where, sizeof(where), "[%s]:%d", host, port);
+	} else {
+		snprintf(where, sizeof(where), "%s:%d", host, port);
+	}
+	size_t len = strlen(name) + strlen(where) + sizeof(" - ");
+	char *value = malloc(len);
+	if (!value)
+		return false;
+	snprintf(value, len, "%s - %s", name, where);
+	bool ok = params_set(&c->vars, "application_name", value, false) &&
+		  params_set(&c->startup, "application_name", value, false);
+	free(value);
+	return ok;
+}
+
 static void client_start_auth(struct client *c);
 
 static enum sbuf_action client_handle_cancel(struct client *c, const uint8_t *data)
@@ -439,6 +480,11 @@ static enum sbuf_action client_handle_startup(struct client *c, const struct pkt
 		snprintf(c->login->database, sizeof(c->login->database), "%s", c->user);
 	if (options && !params_parse_options(options, client_add_var, c, err, sizeof(err))) {
 		client_fail(c, ERR_FEATURE_NOT_SUPPORTED, "%s", err);
+		return SB_CLOSED;
+	}
+	if (worker_config(c->w)->application_name_add_host && c->replication == REPL_NONE &&
+	    !client_add_host_to_appname(c)) {
+		client_close(c, "out of memory");
 		return SB_CLOSED;
 	}
 	if (c->over_limit) {

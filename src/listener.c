@@ -16,6 +16,7 @@
  */
 #include "listener.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <event2/event.h>
 #include <netdb.h>
@@ -399,5 +400,23 @@ void listener_reconfigure(struct listener *ls, const struct config *cfg)
 			sync_keepalive(&ls->socks[i], cfg);
 			sync_tcp_tuning(&ls->socks[i], cfg);
 		}
+	}
+}
+
+void listener_format_addr(const struct sockaddr *sa, int unix_port, char *host, size_t hl, int *port)
+{
+	*port = 0;
+	snprintf(host, hl, "%s", "");
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+		inet_ntop(AF_INET, &in->sin_addr, host, (socklen_t)hl);
+		*port = ntohs(in->sin_port);
+	} else if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+		inet_ntop(AF_INET6, &in6->sin6_addr, host, (socklen_t)hl);
+		*port = ntohs(in6->sin6_port);
+	} else if (sa->sa_family == AF_UNIX) {
+		snprintf(host, hl, "unix");
+		*port = unix_port;
 	}
 }

@@ -2,6 +2,10 @@
 in force on whichever server connection they get, and that one client's SET
 never leaks into another's session."""
 
+import os
+import shutil
+import socket
+import tempfile
 import threading
 
 import psycopg
@@ -250,3 +254,73 @@ def test_bad_startup_guc_value_refused(berth, pg):
         c.close()
     with b.connect() as ok:
         assert ok.execute("SELECT 1").fetchone() == (1,)
+
+
+def _own_addr(c):
+    """(host, port) of the client end of a psycopg connection's socket."""
+    s = socket.socket(fileno=os.dup(c.pgconn.socket))
+    try:
+        return s.getsockname()[:2]
+    finally:
+        s.close()
+
+
+def test_application_name_add_host(berth, pg, pool_mode):
+    """PgBouncer's application_name_add_host: '<name> - <ip>:<port>' at login
+    ('app' with no name), in force on the server; a later SET stays the client's."""
+    b = berth(pool_mode, pool_size=1, application_name_add_host=1)
+    with b.connect(application_name="my-app") as c, b.connect() as d:
+        want_c = "my-app - %s:%d" % _own_addr(c)
+        want_d = "app - %s:%d" % _own_addr(d)
+        assert want_c != want_d
+        assert c.info.parameter_status("application_name") == want_c
+        assert d.info.parameter_status("application_name") == want_d
+        # One server for both: each sees its own name, and so does the server.
+        for _ in range(2):
+            for conn, want in ((c, want_c), (d, want_d)):
+                if pool_mode == "session" and conn is d:
+                    continue  # session mode: d waits for c's server
+                got = conn.execute("SELECT current_setting('application_name'), application_name "
+                                   "FROM pg_stat_activity WHERE pid = pg_backend_pid()").fetchone()
+                assert got == (want, want)
+        c.execute("SET application_name = 'renamed'")
+        assert c.info.parameter_status("application_name") == "renamed"
+        assert c.execute("SHOW application_name").fetchone() == ("renamed",)
+        if pool_mode == "transaction":
+            assert d.execute("SHOW application_name").fetchone() == (want_d,)
+            assert c.execute("SHOW application_name").fetchone() == ("renamed",)
+
+
+def test_application_name_add_host_unix_and_ipv6(berth, pg):
+    """Unix-socket clients get PgBouncer's 'unix(<pid>@<hostname>):<port>';
+    IPv6 ones '[addr]:port'."""
+    sockdir = tempfile.mkdtemp(prefix="berth-sock-")
+    try:
+        os.chmod(sockdir, 0o777)
+        b = berth.file(settings={"unix_socket_dir": sockdir, "application_name_add_host": "1"})
+        with psycopg.connect(host=sockdir, port=b.port, user="app", password=pg.password,
+                             dbname="app", application_name="sock", autocommit=True,
+                             connect_timeout=10) as c:
+            want = "sock - unix(%d@%s):%d" % (os.getpid(), socket.gethostname(), b.port)
+            assert c.info.parameter_status("application_name") == want
+            assert c.execute("SHOW application_name").fetchone() == (want,)
+    finally:
+        shutil.rmtree(sockdir, ignore_errors=True)
+
+    b6 = berth("transaction", start=False, application_name_add_host=1)
+    b6.env["BERTH_LISTEN"] = "[::1]:%d" % b6.port
+    b6.host = "::1"
+    b6.start()
+    with b6.connect(application_name="six") as c:
+        host, port = _own_addr(c)
+        assert host == "::1"
+        want = "six - [::1]:%d" % port
+        assert c.execute("SHOW application_name").fetchone() == (want,)
+
+
+def test_application_name_add_host_off(berth):
+    """Off (the default): the name is the client's, unchanged."""
+    b = berth("transaction", pool_size=1)
+    with b.connect(application_name="plain") as c:
+        assert c.info.parameter_status("application_name") == "plain"
+        assert c.execute("SHOW application_name").fetchone() == ("plain",)
