@@ -29,6 +29,7 @@ struct database {
 	bool removed;         /* gone from the config on reload: drains, then is freed */
 	bool paused;          /* PAUSE db, KILL db: no server lent or opened until RESUME db */
 	bool disabled;        /* DISABLE db: new clients refused until ENABLE db */
+	int64_t unused_since_us; /* "*" databases: when the last client and server left; 0 = in use */
 };
 
 /* A client's startup "replication" (PgBouncer 1.23+): its pool and servers are its own. */
@@ -120,6 +121,8 @@ void pool_login_failed(struct pool *pool, const char *why);
 /* Make sure enough connections are being opened for waiting clients. */
 void pool_maintain(struct pool *pool, int64_t now_us);
 void pool_free_all(struct worker *w);
+/* autodb_idle_timeout: free "*" databases (and their pools) unused that long. Janitor. */
+void pool_free_unused_autodbs(struct worker *w, int64_t now);
 /* Reload: point databases at cfg's entries (or mark them removed), retake limits. */
 void pool_reconfigure(struct worker *w, const struct config *cfg);
 /* Janitor: switch pool mode when possible, close idle servers above the limit. */

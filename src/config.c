@@ -137,7 +137,6 @@ static const struct compat_key compat_main_keys[] = {
 	{"server_tls13_ciphers", NULL, "libpq has no cipher setting: OpenSSL's defaults apply"},
 	{"auth_ldap_options", NULL, "berth does not support auth_type ldap"},
 	{"server_fast_close", "*", "not configurable in berth"},
-	{"autodb_idle_timeout", "*", "not configurable in berth"},
 	{"unix_socket_group", "*", "not supported by berth; set unix_socket_mode"},
 	{"service_name", "*", "Windows only"},
 	{"job_name", "*", "Windows only"},

@@ -509,6 +509,46 @@ struct database *pool_find_database(struct worker *w, const char *name)
 	return def ? database_get(w, def, name) : NULL;
 }
 
+/*
+ * A database made for the "*" entry that has had no client and no server
+ * for autodb_idle_timeout is freed with its pools and their statistics, as
+ * PgBouncer does: a server with a database per tenant would otherwise list
+ * every name ever asked for. Paused or disabled ones are the operator's:
+ * kept. Seen unused on an earlier tick first, so the closed clients and
+ * servers that pointed at its pools have been reaped.
+ */
+void pool_free_unused_autodbs(struct worker *w, int64_t now)
+{
+	int64_t timeout = worker_config(w)->autodb_idle_timeout;
+	struct list *pos, *tmp;
+	list_for_each_safe(pos, tmp, &w->databases)
+	{
+		struct database *db = list_entry(pos, struct database, node);
+		if (db->removed || strcmp(db->def->name, "*") != 0)
+			continue;
+		if (db->n_clients || db->n_servers || db->paused || db->disabled) {
+			db->unused_since_us = 0;
+			continue;
+		}
+		if (!db->unused_since_us) {
+			db->unused_since_us = now;
+			continue;
+		}
+		if (timeout <= 0 || now - db->unused_since_us < timeout)
+			continue;
+		log_info("database %s: unused for autodb_idle_timeout, freed", db->name);
+		struct list *pp, *pt;
+		list_for_each_safe(pp, pt, &w->pools)
+		{
+			struct pool *p = list_entry(pp, struct pool, node);
+			if (p->db == db)
+				pool_free(p);
+		}
+		list_del(&db->node);
+		free(db);
+	}
+}
+
 bool pool_db_paused(const struct worker *w, const struct database *db)
 {
 	return db->paused || w->pause_all || w->suspended;

@@ -170,6 +170,7 @@ static void janitor_cb(evutil_socket_t fd, short what, void *arg)
 	{
 		janitor_pool(list_entry(pos, struct pool, node), now);
 	}
+	pool_free_unused_autodbs(w, now);
 	stats_maybe_roll(w, now);
 	admin_janitor(w);
 	if (w->rt->n_retired)

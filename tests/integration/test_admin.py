@@ -1029,3 +1029,56 @@ def test_show_health_follows_upstream(berth, pg_private):
         assert int(health()["consecutive_failures"]) == 0
     finally:
         con.close()
+
+
+def start_autodb(berth, pg, **settings):
+    """berth with only a "*" entry: every database name is served, made on demand."""
+    star = "host=%s port=%d user=%s password=%s" % (pg.host, pg.port, pg.user, pg.password)
+    return berth.file(settings=dict(admin_users="admin", **settings),
+                      users={pg.user: pg.password, "admin": ADMIN_PW}, databases={"*": star})
+
+
+def _auto_dbs(con):
+    return sorted(r["name"] for r in con.ok("SHOW DATABASES").dicts() if r["name"] != "pgbouncer")
+
+
+def test_autodb_idle_timeout(berth, pg):
+    """Databases made for the "*" entry go, with their pools, once they have had no
+    client and no server for autodb_idle_timeout; one in use stays; a client
+    asking again gets it back."""
+    b = start_autodb(berth, pg, autodb_idle_timeout="1", server_idle_timeout="0.5")
+    con = Console(b)
+    try:
+        with b.connect(dbname="app") as keep:
+            with b.connect(dbname="postgres") as c:
+                assert c.execute("SELECT current_database()").fetchone() == ("postgres",)
+            keep.execute("SELECT 1")
+            assert _auto_dbs(con) == ["app", "postgres"]
+            assert {r["database"] for r in con.ok("SHOW POOLS").dicts()} >= {"app", "postgres"}
+            # Its server closes after 0.5 s, then it is unused for 1 s: gone, pool too.
+            wait_for(lambda: _auto_dbs(con) == ["app"], timeout=15, what="postgres freed")
+            assert "postgres" not in {r["database"] for r in con.ok("SHOW POOLS").dicts()}
+            assert "postgres" not in {r["database"] for r in con.ok("SHOW STATS").dicts()}
+            # "app" has a client all along: kept.
+            time.sleep(1.5)
+            assert _auto_dbs(con) == ["app"]
+            assert keep.execute("SELECT current_database()").fetchone() == ("app",)
+        with b.connect(dbname="postgres") as c:
+            assert c.execute("SELECT current_database()").fetchone() == ("postgres",)
+        assert _auto_dbs(con) == ["app", "postgres"]
+        wait_for(lambda: _auto_dbs(con) == [], timeout=15, what="both freed")
+    finally:
+        con.close()
+
+
+def test_autodb_idle_timeout_zero_keeps(berth, pg):
+    b = start_autodb(berth, pg, autodb_idle_timeout="0", server_idle_timeout="0.3")
+    con = Console(b)
+    try:
+        with b.connect(dbname="app") as c:
+            c.execute("SELECT 1")
+        wait_for(lambda: pg.server_conns("app") == 0, what="server closed")
+        time.sleep(1.0)
+        assert _auto_dbs(con) == ["app"]
+    finally:
+        con.close()
