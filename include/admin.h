@@ -53,6 +53,15 @@ void admin_cancel(struct client *c);
 /* The client is being freed: drop its console session (RESUME if it left berth suspended). */
 void admin_session_free(struct client *c);
 
+/*
+ * PAUSE and RESUME of the whole pooler, for the console and for SIGUSR1 and
+ * SIGUSR2 (PgBouncer's signals). admin_pause_all is false if already
+ * paused or suspended; admin_resume_all gives why it could not (the
+ * console's error text), NULL when resumed.
+ */
+bool admin_pause_all(struct worker *w);
+const char *admin_resume_all(struct worker *w);
+
 /* Janitor tick: answer the PAUSE, SUSPEND and WAIT_CLOSE commands that are now done. */
 void admin_janitor(struct worker *w);
 

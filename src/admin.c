@@ -1655,8 +1655,13 @@ static enum exec_result cmd_pause(struct exec *x, const char *arg)
 	struct database *db = NULL;
 	if (arg[0] && !(db = target_db(x, arg, "pause")))
 		return EX_ERROR;
-	log_info("PAUSE%s%s command issued", db ? " " : "", db ? db->name : "");
-	pool_pause(x->w, db);
+	if (db) {
+		log_info("PAUSE %s command issued", db->name);
+		pool_pause(x->w, db);
+	} else {
+		log_info("PAUSE command issued");
+		(void)admin_pause_all(x->w);
+	}
 	if (pool_server_count(x->w, db) == 0)
 		return ex_done(x, "PAUSE");
 	return start_wait(x, CW_PAUSE, db);
@@ -1691,6 +1696,27 @@ static void resume_suspended(struct worker *w)
 	pool_set_suspended(w, false);
 }
 
+bool admin_pause_all(struct worker *w)
+{
+	if (w->pause_all || w->suspended)
+		return false;
+	pool_pause(w, NULL);
+	return true;
+}
+
+const char *admin_resume_all(struct worker *w)
+{
+	if (w->rt->shutting_down)
+		return "pooler is shutting down";
+	if (!w->pause_all && !w->suspended)
+		return "pooler is not paused/suspended";
+	if (w->suspended)
+		resume_suspended(w);
+	if (w->pause_all)
+		pool_resume(w, NULL);
+	return NULL;
+}
+
 static enum exec_result cmd_resume(struct exec *x, const char *arg)
 {
 	if (!x->con->admin)
@@ -1698,15 +1724,8 @@ static enum exec_result cmd_resume(struct exec *x, const char *arg)
 	struct worker *w = x->w;
 	if (!arg[0]) {
 		log_info("RESUME command issued");
-		if (w->rt->shutting_down)
-			return ex_error(x, ERR_CONSOLE, "pooler is shutting down");
-		if (!w->pause_all && !w->suspended)
-			return ex_error(x, ERR_CONSOLE, "pooler is not paused/suspended");
-		if (w->suspended)
-			resume_suspended(w);
-		if (w->pause_all)
-			pool_resume(w, NULL);
-		return ex_done(x, "RESUME");
+		const char *why = admin_resume_all(w);
+		return why ? ex_error(x, ERR_CONSOLE, "%s", why) : ex_done(x, "RESUME");
 	}
 	log_info("RESUME '%s' command issued", arg);
 	struct database *db = existing_db(w, arg);

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "admin.h"
 #include "build_config.h"
 #include "config.h"
 #include "health.h"
@@ -74,6 +75,27 @@ static void on_hup(evutil_socket_t sig, short what, void *arg)
 	log_info("got SIGHUP: reloading the configuration");
 	if (!runtime_reload(rt, err, sizeof(err)))
 		return; /* runtime_reload logged why; nothing changed */
+}
+
+/* SIGUSR1 and SIGUSR2 are PgBouncer's PAUSE and RESUME, with no console to answer. */
+static void on_pause_signal(evutil_socket_t sig, short what, void *arg)
+{
+	struct runtime *rt = arg;
+	(void)what;
+	if (sig == SIGUSR1) {
+		if (rt->shutdown != SHUTDOWN_NONE)
+			log_warn("got SIGUSR1: not pausing, berth is shutting down");
+		else if (admin_pause_all(rt->worker))
+			log_info("got SIGUSR1: pausing (PAUSE)");
+		else
+			log_warn("got SIGUSR1: already paused or suspended");
+		return;
+	}
+	const char *why = admin_resume_all(rt->worker);
+	if (why)
+		log_warn("got SIGUSR2: not resuming: %s", why);
+	else
+		log_info("got SIGUSR2: resuming (RESUME)");
 }
 
 int main(int argc, char **argv)
@@ -165,6 +187,10 @@ int main(int argc, char **argv)
 	struct event *ev_int = evsignal_new(w.base, SIGINT, on_stop_signal, &rt);
 	struct event *ev_quit = evsignal_new(w.base, SIGQUIT, on_stop_signal, &rt);
 	struct event *ev_hup = evsignal_new(w.base, SIGHUP, on_hup, &rt);
+	struct event *ev_usr1 = evsignal_new(w.base, SIGUSR1, on_pause_signal, &rt);
+	struct event *ev_usr2 = evsignal_new(w.base, SIGUSR2, on_pause_signal, &rt);
+	event_add(ev_usr1, NULL);
+	event_add(ev_usr2, NULL);
 	event_add(ev_term, NULL);
 	event_add(ev_int, NULL);
 	event_add(ev_quit, NULL);
@@ -191,6 +217,8 @@ int main(int argc, char **argv)
 	event_free(ev_int);
 	event_free(ev_quit);
 	event_free(ev_hup);
+	event_free(ev_usr1);
+	event_free(ev_usr2);
 	worker_shutdown(&w);
 	runtime_free_retired(&rt);
 	pidfile_remove(pidfile);

@@ -7,6 +7,7 @@ and psql. Counters of SHOW STATS are checked against the exact traffic sent."""
 import os
 import secrets
 import shutil
+import signal
 import socket
 import struct
 import subprocess
@@ -593,6 +594,47 @@ def test_pause_waits_for_release_then_resume(berth, pg):
         assert r.errors[0]["M"] == "database app is not paused"
         assert con.run("PAUSE nosuchdb").errors[0]["M"] == "no such database: nosuchdb"
         assert con.run("PAUSE pgbouncer").errors[0]["C"] == "08P01"
+    finally:
+        con.close()
+
+
+def test_sigusr1_pauses_sigusr2_resumes(berth, pg):
+    """PgBouncer's SIGUSR1 and SIGUSR2: PAUSE and RESUME without a console."""
+    b = start(berth, pg)
+    con = Console(b)
+    state = lambda: {r["key"]: r["value"] for r in con.ok("SHOW STATE").dicts()}
+    try:
+        with b.connect() as c:
+            c.execute("SELECT 1")
+        os.kill(b.pid, signal.SIGUSR1)
+        wait_for(lambda: state()["paused"] == "yes", what="paused by SIGUSR1")
+        assert pg.wait_server_conns(lambda n: n == 0) == 0  # its idle server closed
+        result = {}
+
+        def query():
+            with b.connect() as c:
+                result["v"] = c.execute("SELECT 42").fetchone()[0]
+
+        t = threading.Thread(target=query)
+        t.start()
+        wait_for(lambda: pool_row(con)["cl_waiting"] == "1", what="a waiting client")
+        time.sleep(0.3)
+        assert "v" not in result
+        os.kill(b.pid, signal.SIGUSR1)  # already paused: logged, nothing else
+        os.kill(b.pid, signal.SIGUSR2)
+        t.join(10)
+        assert result.get("v") == 42
+        assert state() == {"active": "yes", "paused": "no", "suspended": "no"}
+        os.kill(b.pid, signal.SIGUSR2)  # not paused: logged, nothing else
+        with b.connect() as c:
+            assert c.execute("SELECT 1").fetchone() == (1,)
+        assert b.alive()
+        wait_for(lambda: "got SIGUSR2: not resuming: pooler is not paused/suspended"
+                 in b.stderr(), what="log line")
+        err = b.stderr()
+        assert "got SIGUSR1: pausing (PAUSE)" in err
+        assert "got SIGUSR1: already paused or suspended" in err
+        assert "got SIGUSR2: resuming (RESUME)" in err
     finally:
         con.close()
 
