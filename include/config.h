@@ -111,6 +111,12 @@ void config_free(struct config *cfg);
 
 /* Database for a client's requested name: exact match, else "*", else NULL. */
 const struct db_def *config_find_db(const struct config *cfg, const char *name);
+/*
+ * Do two [databases] entries open the same kind of server connection (libpq
+ * keywords, dbname, user, password, connect_query)? When a reload changes
+ * that, the database's servers are replaced, as PgBouncer does.
+ */
+bool config_db_same_upstream(const struct db_def *a, const struct db_def *b);
 const struct user_def *config_find_user(const struct config *cfg, const char *name);
 const struct auth_entry *config_find_auth(const struct config *cfg, const char *user);
 /*

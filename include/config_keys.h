@@ -61,6 +61,8 @@ CONFIG_KEY(server_check_delay, CT_TIME, "30", 0, 0, CF_RELOAD,
 	   "How long a server connection may sit idle before server_check_query runs on it.")
 CONFIG_KEY(server_round_robin, CT_BOOL, "0", 0, 1, CF_RELOAD,
 	   "Lend idle server connections in turn, the longest idle first, instead of the most recently used (which keeps few connections busy and lets the rest time out); turn on to spread load evenly behind a TCP load balancer.")
+CONFIG_KEY(server_fast_close, CT_BOOL, "0", 0, 1, CF_RELOAD,
+	   "Session mode: a server connection RECONNECT marked closes as soon as its client is between transactions, and the client is disconnected (FATAL 57P01), instead of when the client leaves. Transaction mode always does so.")
 CONFIG_KEY(server_idle_timeout, CT_TIME, "600", 0, 0, CF_RELOAD,
 	   "Close server connections idle longer than this; 0 = never.")
 CONFIG_KEY(server_lifetime, CT_TIME, "3600", 0, 0, CF_RELOAD,

@@ -98,6 +98,13 @@ bool server_needs_check(const struct server *s, int64_t now_us);
  * and is closed if it fails. False if the query could not be queued.
  */
 bool server_start_check(struct server *s) BERTH_MUSTCHECK;
+/*
+ * server_fast_close (PgBouncer): a session-mode server marked by RECONNECT
+ * closes with its client as soon as the client is between transactions,
+ * instead of when the client leaves; the client gets FATAL 57P01, so it
+ * knows its session ended. No transaction or request is cut short.
+ */
+void server_fast_close_if_idle(struct server *s);
 /* Janitor: idle timeout, lifetime, resets and checks that never answer. */
 void server_check_timeouts(struct server *s, int64_t now_us);
 

@@ -136,7 +136,6 @@ static const struct compat_key compat_main_keys[] = {
 	{"client_tls13_ciphers", "*", "berth does not offer TLS to clients yet"},
 	{"server_tls13_ciphers", NULL, "libpq has no cipher setting: OpenSSL's defaults apply"},
 	{"auth_ldap_options", NULL, "berth does not support auth_type ldap"},
-	{"server_fast_close", "*", "not configurable in berth"},
 	{"unix_socket_group", "*", "not supported by berth; set unix_socket_mode"},
 	{"service_name", "*", "Windows only"},
 	{"job_name", "*", "Windows only"},
@@ -872,6 +871,27 @@ void config_free(struct config *cfg)
 /* ---------------------------------------------------------------------
  * Lookups
  */
+
+static bool same_str(const char *a, const char *b)
+{
+	return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+static bool same_strv(char *const *a, char *const *b)
+{
+	size_t i = 0;
+	for (; a && b && a[i] && b[i]; i++)
+		if (strcmp(a[i], b[i]) != 0)
+			return false;
+	return (!a || !a[i]) && (!b || !b[i]);
+}
+
+bool config_db_same_upstream(const struct db_def *a, const struct db_def *b)
+{
+	return same_strv(a->keywords, b->keywords) && same_strv(a->values, b->values) &&
+	       same_str(a->dbname, b->dbname) && same_str(a->forced_user, b->forced_user) &&
+	       same_str(a->password, b->password) && same_str(a->connect_query, b->connect_query);
+}
 
 const struct db_def *config_find_db(const struct config *cfg, const char *name)
 {

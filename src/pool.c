@@ -124,6 +124,11 @@ void pool_reconfigure(struct worker *w, const struct config *cfg)
 		/* A database now served by another entry ("*" vs its own) counts as removed. */
 		bool same_entry = def && strcmp(def->name, db->def->name) == 0;
 		db->removed = !same_entry;
+		if (same_entry && !config_db_same_upstream(db->def, def)) {
+			/* Servers of the old settings go: idle ones now, the others when released. */
+			log_info("database %s: connection settings changed, reconnecting", db->name);
+			pool_reconnect(w, db);
+		}
 		if (same_entry)
 			db->def = def;
 		else

@@ -146,6 +146,12 @@ static void janitor_pool(struct pool *p, int64_t now)
 	{
 		server_check_timeouts(list_entry(pos, struct server, node), now);
 	}
+	if (p->pool_mode == POOL_SESSION && worker_config(p->w)->server_fast_close) {
+		list_for_each_safe(pos, tmp, &p->sv_active)
+		{
+			server_fast_close_if_idle(list_entry(pos, struct server, node));
+		}
+	}
 	list_for_each_safe(pos, tmp, &p->sv_resetting)
 	{
 		server_check_timeouts(list_entry(pos, struct server, node), now);

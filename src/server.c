@@ -506,6 +506,10 @@ void server_client_gone(struct server *s)
 		server_close(s, "client left in the middle of a request or transaction");
 		return;
 	}
+	if (s->close_needed) {
+		server_close(s, "RECONNECT"); /* no reset for a session that is not lent again */
+		return;
+	}
 	/* Session state (session mode, or a pinned client) is wiped before anyone else gets it. */
 	if (p->pool_mode == POOL_SESSION || pinned || cfg->server_reset_query_always) {
 		if (!server_start_reset(s))
@@ -520,6 +524,20 @@ void server_client_gone(struct server *s)
 	}
 	server_set_state(s, SV_IDLE);
 	pool_server_ready(p, s);
+}
+
+void server_fast_close_if_idle(struct server *s)
+{
+	struct client *c = s->client;
+	if (!s->close_needed || s->state != SV_ACTIVE || !c || s->passthrough ||
+	    s->pool->pool_mode != POOL_SESSION)
+		return;
+	/* Between transactions, nothing asked or answered in flight either way. */
+	if (s->txn_status != 'I' || !replyq_empty(&s->q) || s->unsynced || s->sb.io ||
+	    sbuf_mid_message(&c->sb) || sbuf_has_pending(&c->sb) || c->sb.io)
+		return;
+	client_fail(c, ERR_ADMIN_SHUTDOWN,
+		    "terminating connection: its server connection was closed (server_fast_close)");
 }
 
 /* Nothing in flight but berth's own queries (none of the client's requests). */

@@ -317,3 +317,110 @@ def test_without_so_reuseport_second_berth_cannot_bind(berth, pg):
     second.stop()
     with b.connect() as c:
         assert c.execute("SELECT 1").fetchone() == (1,)
+
+
+# --- reload with new connection settings, RECONNECT, server_fast_close ------
+
+def backend_pids(pg):
+    return {r[0] for r in pg.sql("SELECT pid FROM pg_stat_activity WHERE usename = 'app' "
+                                 "AND pid <> pg_backend_pid()")}
+
+
+def wait_reload(b, n_before):
+    deadline = time.monotonic() + 5
+    while b.stderr().count("reloading the configuration") <= n_before:
+        assert time.monotonic() < deadline, "no reload logged"
+        time.sleep(0.05)
+    time.sleep(0.2)
+
+
+@pytest.mark.timeout(60)
+def test_reload_with_new_connection_settings_replaces_servers(berth, pg):
+    """As PgBouncer: a reload that changes a database's connection settings
+    replaces its servers (idle ones at once, busy ones once released); one
+    that changes nothing of them keeps them."""
+    b = berth.file(settings={"default_pool_size": 2})
+    with b.connect() as idle, b.connect() as busy:
+        busy.execute("BEGIN")
+        pid_busy = busy.execute("SELECT pg_backend_pid()").fetchone()[0]
+        pid_idle = idle.execute("SELECT pg_backend_pid()").fetchone()[0]
+        assert pid_idle != pid_busy
+        # Same connection settings, another setting changed: servers stay.
+        rewrite_ini(b, pg, {"default_pool_size": 3})
+        os.kill(b.pid, signal.SIGHUP)
+        wait_reload(b, 0)
+        assert idle.execute("SELECT pg_backend_pid()").fetchone()[0] == pid_idle
+        assert "connection settings changed" not in b.stderr()
+        # A new libpq keyword for the database: new servers.
+        rewrite_ini(b, pg, {"default_pool_size": 3},
+                    {"app": pg.conninfo() + " connect_timeout=11"})
+        os.kill(b.pid, signal.SIGHUP)
+        wait_reload(b, 1)
+        assert "database app: connection settings changed, reconnecting" in b.stderr()
+        assert pid_idle not in backend_pids(pg)
+        assert idle.execute("SELECT pg_backend_pid()").fetchone()[0] not in (pid_idle, pid_busy)
+        # The open transaction is not cut: it commits on its server, which then goes.
+        assert busy.execute("SELECT pg_backend_pid()").fetchone()[0] == pid_busy
+        busy.execute("COMMIT")
+        deadline = time.monotonic() + 5
+        while pid_busy in backend_pids(pg):
+            assert time.monotonic() < deadline, "old server kept after its transaction"
+            time.sleep(0.05)
+        assert busy.execute("SELECT pg_backend_pid()").fetchone()[0] != pid_busy
+
+
+def _console(b, cmd):
+    with psycopg.connect(host=b.host, port=b.port, user="admin", password="adminpw",
+                         dbname="pgbouncer", autocommit=True) as adm:
+        adm.execute(cmd)
+
+
+def _session_berth(berth, pg, **settings):
+    s = {"pool_mode": "session", "admin_users": "admin"}
+    s.update(settings)
+    return berth.file(settings=s, users={pg.user: pg.password, "admin": "adminpw"})
+
+
+@pytest.mark.timeout(60)
+def test_server_fast_close_ends_idle_sessions_after_reconnect(berth, pg):
+    b = _session_berth(berth, pg, server_fast_close=1)
+    with b.connect() as idle, b.connect() as busy:
+        pid_idle = idle.execute("SELECT pg_backend_pid()").fetchone()[0]
+        busy.execute("BEGIN")
+        pid_busy = busy.execute("SELECT pg_backend_pid()").fetchone()[0]
+        _console(b, "RECONNECT")
+        deadline = time.monotonic() + 5
+        while pid_idle in backend_pids(pg):
+            assert time.monotonic() < deadline, "idle session's server not closed"
+            time.sleep(0.05)
+        with pytest.raises(psycopg.OperationalError) as e:
+            idle.execute("SELECT 1")
+        assert "server_fast_close" in str(e.value)
+        # The transaction runs to its end on its server; then the session ends.
+        time.sleep(0.3)
+        assert busy.execute("SELECT pg_backend_pid()").fetchone()[0] == pid_busy
+        busy.execute("COMMIT")
+        deadline = time.monotonic() + 5
+        while pid_busy in backend_pids(pg):
+            assert time.monotonic() < deadline, "server kept after the transaction"
+            time.sleep(0.05)
+        with pytest.raises(psycopg.OperationalError):
+            busy.execute("SELECT 1")
+    with b.connect() as c:
+        assert c.execute("SELECT pg_backend_pid()").fetchone()[0] not in (pid_idle, pid_busy)
+
+
+@pytest.mark.timeout(60)
+def test_reconnect_without_server_fast_close_waits_for_session_end(berth, pg):
+    b = _session_berth(berth, pg)
+    with b.connect() as c:
+        pid = c.execute("SELECT pg_backend_pid()").fetchone()[0]
+        _console(b, "RECONNECT")
+        time.sleep(0.5)
+        assert c.execute("SELECT pg_backend_pid()").fetchone()[0] == pid
+    deadline = time.monotonic() + 5
+    while pid in backend_pids(pg):
+        assert time.monotonic() < deadline, "marked server kept after its session"
+        time.sleep(0.05)
+    with b.connect() as c:
+        assert c.execute("SELECT pg_backend_pid()").fetchone()[0] != pid
