@@ -555,6 +555,22 @@ def test_zero_file_mode_console(berth, pg):
 
 # --- control commands ---------------------------------------------------------------
 
+def start_waiting_query(b, con):
+    """A thread whose SELECT 42 waits (the pool is paused): (thread, result dict)."""
+    result = {}
+
+    def query():
+        with b.connect() as c:
+            result["v"] = c.execute("SELECT 42").fetchone()[0]
+
+    t = threading.Thread(target=query)
+    t.start()
+    wait_for(lambda: pool_row(con)["cl_waiting"] == "1", what="a waiting client")
+    time.sleep(0.3)
+    assert "v" not in result
+    return t, result
+
+
 def test_pause_waits_for_release_then_resume(berth, pg):
     b = start(berth, pg)
     con = Console(b)
@@ -573,19 +589,9 @@ def test_pause_waits_for_release_then_resume(berth, pg):
         assert pg.wait_server_conns(lambda n: n == 0) == 0
         assert con.ok("SHOW DATABASES").dicts()[0]["paused"] == "1"
         # A new query waits while paused; RESUME lets it through.
-        result = {}
-
-        def query():
-            with b.connect() as c:
-                result["v"] = c.execute("SELECT 42").fetchone()[0]
-
-        t = threading.Thread(target=query)
-        t.start()
-        wait_for(lambda: pool_row(con)["cl_waiting"] == "1", what="a waiting client")
+        t, result = start_waiting_query(b, con)
         waiting = [c for c in con.ok("SHOW CLIENTS").dicts() if c["database"] == "app"]
         assert waiting[0]["state"] == "waiting"
-        time.sleep(0.3)
-        assert "v" not in result
         assert con.run("RESUME").errors[0]["M"] == "pooler is not paused/suspended"
         con.ok("RESUME app")
         t.join(10)
@@ -609,17 +615,7 @@ def test_sigusr1_pauses_sigusr2_resumes(berth, pg):
         os.kill(b.pid, signal.SIGUSR1)
         wait_for(lambda: state()["paused"] == "yes", what="paused by SIGUSR1")
         assert pg.wait_server_conns(lambda n: n == 0) == 0  # its idle server closed
-        result = {}
-
-        def query():
-            with b.connect() as c:
-                result["v"] = c.execute("SELECT 42").fetchone()[0]
-
-        t = threading.Thread(target=query)
-        t.start()
-        wait_for(lambda: pool_row(con)["cl_waiting"] == "1", what="a waiting client")
-        time.sleep(0.3)
-        assert "v" not in result
+        t, result = start_waiting_query(b, con)
         os.kill(b.pid, signal.SIGUSR1)  # already paused: logged, nothing else
         os.kill(b.pid, signal.SIGUSR2)
         t.join(10)

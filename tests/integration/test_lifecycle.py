@@ -326,6 +326,13 @@ def backend_pids(pg):
                                  "AND pid <> pg_backend_pid()")}
 
 
+def wait_backend_gone(pg, pid, what):
+    deadline = time.monotonic() + 5
+    while pid in backend_pids(pg):
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+
+
 def wait_reload(b, n_before):
     deadline = time.monotonic() + 5
     while b.stderr().count("reloading the configuration") <= n_before:
@@ -362,10 +369,7 @@ def test_reload_with_new_connection_settings_replaces_servers(berth, pg):
         # The open transaction is not cut: it commits on its server, which then goes.
         assert busy.execute("SELECT pg_backend_pid()").fetchone()[0] == pid_busy
         busy.execute("COMMIT")
-        deadline = time.monotonic() + 5
-        while pid_busy in backend_pids(pg):
-            assert time.monotonic() < deadline, "old server kept after its transaction"
-            time.sleep(0.05)
+        wait_backend_gone(pg, pid_busy, "old server kept after its transaction")
         assert busy.execute("SELECT pg_backend_pid()").fetchone()[0] != pid_busy
 
 
@@ -389,10 +393,7 @@ def test_server_fast_close_ends_idle_sessions_after_reconnect(berth, pg):
         busy.execute("BEGIN")
         pid_busy = busy.execute("SELECT pg_backend_pid()").fetchone()[0]
         _console(b, "RECONNECT")
-        deadline = time.monotonic() + 5
-        while pid_idle in backend_pids(pg):
-            assert time.monotonic() < deadline, "idle session's server not closed"
-            time.sleep(0.05)
+        wait_backend_gone(pg, pid_idle, "idle session's server not closed")
         with pytest.raises(psycopg.OperationalError) as e:
             idle.execute("SELECT 1")
         assert "server_fast_close" in str(e.value)
@@ -400,10 +401,7 @@ def test_server_fast_close_ends_idle_sessions_after_reconnect(berth, pg):
         time.sleep(0.3)
         assert busy.execute("SELECT pg_backend_pid()").fetchone()[0] == pid_busy
         busy.execute("COMMIT")
-        deadline = time.monotonic() + 5
-        while pid_busy in backend_pids(pg):
-            assert time.monotonic() < deadline, "server kept after the transaction"
-            time.sleep(0.05)
+        wait_backend_gone(pg, pid_busy, "server kept after the transaction")
         with pytest.raises(psycopg.OperationalError):
             busy.execute("SELECT 1")
     with b.connect() as c:
@@ -418,9 +416,6 @@ def test_reconnect_without_server_fast_close_waits_for_session_end(berth, pg):
         _console(b, "RECONNECT")
         time.sleep(0.5)
         assert c.execute("SELECT pg_backend_pid()").fetchone()[0] == pid
-    deadline = time.monotonic() + 5
-    while pid in backend_pids(pg):
-        assert time.monotonic() < deadline, "marked server kept after its session"
-        time.sleep(0.05)
+    wait_backend_gone(pg, pid, "marked server kept after its session")
     with b.connect() as c:
         assert c.execute("SELECT pg_backend_pid()").fetchone()[0] != pid
