@@ -91,6 +91,8 @@ struct client {
 	bool resync_pending;       /* sent SQL that may RESET settings: restore startup values after it */
 	bool probe_wanted;         /* sent SQL that may hold session state: check before release */
 	bool pinned;               /* the session holds state: keep this server across transactions */
+	bool deferred_begin;       /* defer_begin: berth answered its BEGIN; the server gets it
+				    * ahead of the transaction's first statement */
 	bool probing;              /* the check for session state is running: treat as pinned */
 	bool pin_logged;           /* the warning about pinning was logged */
 	bool skip_until_sync;      /* berth answered with an error: skip requests up to Sync */

@@ -28,6 +28,8 @@ enum req_kind {
 	REQ_OWN_PARSE,    /* berth's Parse of a shared statement: ParseComplete swallowed */
 	REQ_OWN_CLOSE,    /* berth's Close (cache eviction): CloseComplete swallowed */
 	REQ_OWN_QUERY,    /* berth's simple query: everything swallowed up to ReadyForQuery */
+	REQ_OWN_BEGIN,    /* defer_begin's Parse/Bind/Execute of BEGIN, no Sync: swallowed up to
+			   * its CommandComplete; an error ends the client */
 	REQ_SYNTH,        /* no server reply: berth answers the client itself, in order */
 };
 

@@ -36,4 +36,12 @@ struct sqlscan_name {
  */
 unsigned sqlscan_classify(const char *sql, size_t len, struct sqlscan_name *name);
 
+/*
+ * Is sql[0..len) exactly a plain transaction start: BEGIN, BEGIN WORK, BEGIN
+ * TRANSACTION or START TRANSACTION, any case, with blanks and one ';' around
+ * it and nothing else (no isolation level, no comment)? Returns the command
+ * tag PostgreSQL answers it with ("BEGIN" or "START TRANSACTION"), or NULL.
+ */
+const char *sqlscan_plain_begin(const char *sql, size_t len);
+
 #endif

@@ -1334,6 +1334,41 @@ static const uint8_t frontend_msg[256] = {
 	['f'] = FM_VALID,
 };
 
+/*
+ * defer_begin, transaction mode: a plain BEGIN from a client holding no
+ * server is answered at once, and reaches a server only with the
+ * transaction's first statement (server_link_client), so each transaction
+ * holds its server one client round trip less. Not with query logging on:
+ * every statement is logged as it runs on the server.
+ */
+static bool client_may_defer_begin(const struct client *c)
+{
+	return c->pool->pool_mode == POOL_TRANSACTION && !c->deferred_begin && !c->replication &&
+	       !c->skip_until_sync && worker_config(c->w)->defer_begin && !log_enabled(LOGB_QUERY);
+}
+
+static enum sbuf_action client_defer_begin(struct client *c, const char *tag)
+{
+	uint8_t buf[64];
+	struct pkt_writer wr;
+	writer_init(&wr, buf, sizeof(buf));
+	writer_begin(&wr, 'C');
+	writer_cstr(&wr, tag);
+	writer_end(&wr);
+	codec_write_ready(&wr, 'T');
+	if (!client_send(c, &wr)) {
+		client_close(c, "out of memory");
+		return SB_CLOSED;
+	}
+	c->deferred_begin = true;
+	struct pool_stats *st = &c->pool->stats;
+	st->query_count++;
+	stats_hist_add(&st->query_hist, 0);
+	if (!c->xact_start_us)
+		c->xact_start_us = worker_now_us(c->w);
+	return SB_SKIP;
+}
+
 static enum sbuf_action client_handle_request(struct client *c, const struct pkt_hdr *hdr,
 					      const uint8_t *data, size_t avail)
 {
@@ -1360,6 +1395,12 @@ static enum sbuf_action client_handle_request(struct client *c, const struct pkt
 	if (t == 'Q' && (txmode || c->startup.n > 0) && avail < hdr->total_len &&
 	    hdr->total_len <= c->w->pkt_buf)
 		return SB_NEED_FULL;
+	if (t == 'Q' && !c->server && avail >= hdr->total_len && client_may_defer_begin(c)) {
+		const char *sql = (const char *)data + PKT_HDR_LEN;
+		const char *tag = sqlscan_plain_begin(sql, strnlen(sql, hdr->total_len - PKT_HDR_LEN));
+		if (tag)
+			return client_defer_begin(c, tag);
+	}
 	if (!c->server) {
 		if (!pool_request_server(c->pool, c))
 			return c->state == CL_CLOSED ? SB_CLOSED : SB_PAUSE;
@@ -1542,6 +1583,16 @@ void client_check_timeouts(struct client *c, int64_t now_us)
 			client_fail(c, ERR_CONNECTION_FAILURE, "timed out waiting for a server login");
 		break;
 	case CL_IDLE:
+		if (c->deferred_begin) {
+			/* In a transaction only it knows of yet: the transaction timeouts apply. */
+			if (p->transaction_timeout > 0 && c->xact_start_us &&
+			    now_us - c->xact_start_us > p->transaction_timeout)
+				client_fail(c, ERR_TXN_TIMEOUT, "transaction_timeout");
+			else if (p->idle_transaction_timeout > 0 &&
+				 now_us - c->sb.last_activity_us > p->idle_transaction_timeout)
+				client_fail(c, ERR_IDLE_IN_TXN_TIMEOUT, "idle_transaction_timeout");
+			break;
+		}
 		if (p->client_idle_timeout > 0 && age > p->client_idle_timeout)
 			client_fail(c, ERR_IDLE_SESSION_TIMEOUT, "client_idle_timeout");
 		break;

@@ -37,6 +37,9 @@ static void server_connect_done(struct server *s);
 static bool server_start_connect_query(struct server *s);
 static bool server_only_own_queries(struct server *s);
 static bool server_has_own_query(struct server *s, enum own_query what);
+static bool server_sync_params(struct server *s, struct client *c);
+static void error_message(const uint8_t *body, size_t len, char *out, size_t outlen);
+static bool server_send_deferred_begin(struct server *s);
 
 static const struct sbuf_ops server_sbuf_ops = {
 	.on_message = server_on_message,
@@ -423,15 +426,28 @@ static void server_on_flushed(struct sbuf *sb)
 bool server_link_client(struct server *s, struct client *c)
 {
 	struct pool *p = s->pool;
-	char query[SYNC_QUERY_MAX];
 	s->client = c;
 	server_set_state(s, SV_ACTIVE);
 	if (p->replication)
 		return true; /* a walsender takes no SQL (physical): the client's settings stay its own */
+	/* Session settings first: a SET inside the transaction would go with a ROLLBACK. */
+	if (!server_sync_params(s, c))
+		return false;
+	if (c->deferred_begin) {
+		c->deferred_begin = false;
+		return server_send_deferred_begin(s);
+	}
+	return true;
+}
+
+/* Queue the client's settings this session lacks, if any (before the client's bytes). */
+static bool server_sync_params(struct server *s, struct client *c)
+{
+	char query[SYNC_QUERY_MAX];
 	/* Fast path: this session already matches exactly these wishes. */
 	if (s->synced_valid && s->synced_sig == c->vars.sig)
 		return true;
-	int n = params_build_sync(&c->vars, &s->vars, &p->defaults, query, sizeof(query));
+	int n = params_build_sync(&c->vars, &s->vars, &s->pool->defaults, query, sizeof(query));
 	if (n < 0)
 		return false;
 	s->synced_sig = c->vars.sig;
@@ -443,6 +459,82 @@ bool server_link_client(struct server *s, struct client *c)
 			  (unsigned long long)c->id, query);
 	}
 	return true;
+}
+
+/*
+ * defer_begin: the BEGIN berth answered for the client goes ahead of the
+ * transaction's first statement as Parse/Bind/Execute with no Sync. Were it
+ * to fail, PostgreSQL skips every message up to a Sync, so the client's
+ * statements never run outside the transaction it opened
+ * (server_deferred_begin_failed ends that client).
+ */
+static bool server_send_deferred_begin(struct server *s)
+{
+	uint8_t buf[64];
+	struct pkt_writer wr;
+	writer_init(&wr, buf, sizeof(buf));
+	writer_begin(&wr, 'P'); /* unnamed statement, no parameter types */
+	writer_cstr(&wr, "");
+	writer_cstr(&wr, "BEGIN");
+	writer_u16(&wr, 0);
+	writer_end(&wr);
+	writer_begin(&wr, 'B'); /* unnamed portal and statement: no formats, values */
+	writer_cstr(&wr, "");
+	writer_cstr(&wr, "");
+	writer_u16(&wr, 0);
+	writer_u16(&wr, 0);
+	writer_u16(&wr, 0);
+	writer_end(&wr);
+	writer_begin(&wr, 'E'); /* all rows (none) */
+	writer_cstr(&wr, "");
+	writer_u32(&wr, 0);
+	writer_end(&wr);
+	return writer_ok(&wr) && sbuf_queue(&s->sb, buf, wr.len) &&
+	       server_push(s, REQ_OWN_BEGIN, 0, 0, NULL);
+}
+
+/*
+ * The message and SQLSTATE of an ErrorResponse (whole, or too long to
+ * hold: "(message too long)" and XX000).
+ */
+static void server_read_error(const struct pkt_hdr *hdr, const uint8_t *data, size_t avail,
+			      char *msg, size_t msglen, char code[6])
+{
+	snprintf(msg, msglen, "(message too long)");
+	memcpy(code, ERR_INTERNAL, 6);
+	if (avail < hdr->total_len)
+		return;
+	error_message(data + PKT_HDR_LEN, hdr->total_len - PKT_HDR_LEN, msg, msglen);
+	if (!codec_error_sqlstate(data + PKT_HDR_LEN, hdr->total_len - PKT_HDR_LEN, code))
+		memcpy(code, ERR_INTERNAL, 6);
+}
+
+/* berth's own request for the client failed: the client gets the error, FATAL; both close. */
+static void server_fail_client_and_close(struct server *s, const char *code, const char *msg,
+					 const char *reason)
+{
+	struct client *c = s->client;
+	if (c) {
+		s->client = NULL;
+		c->server = NULL;
+		sbuf_link(&s->sb, NULL);
+		server_set_state(s, SV_IDLE); /* transient: closed right below */
+		client_fail(c, code, "%s", msg);
+	}
+	server_close(s, reason);
+}
+
+/* Replies to the deferred BEGIN are the client's no more: swallowed; an error ends it. */
+static enum sbuf_action server_deferred_begin_failed(struct server *s, const struct pkt_hdr *hdr,
+						     const uint8_t *data, size_t avail)
+{
+	if (avail < hdr->total_len && hdr->total_len <= s->sb.w->pkt_buf)
+		return SB_NEED_FULL;
+	char msg[256], code[6];
+	server_read_error(hdr, data, avail, msg, sizeof(msg), code);
+	log_warn("S-%llu: deferred BEGIN failed: %s", (unsigned long long)s->id, msg);
+	server_fail_client_and_close(s, code, msg, "deferred BEGIN failed");
+	return SB_CLOSED;
 }
 
 bool server_needs_check(const struct server *s, int64_t now_us)
@@ -984,11 +1076,9 @@ static enum sbuf_action server_handle_own_query(struct server *s, struct req *r,
 				 * its startup packet): it gets the server's error, as it would
 				 * at login on a direct connection.
 				 */
-				s->client = NULL;
-				c->server = NULL;
-				sbuf_link(&s->sb, NULL);
-				server_set_state(s, SV_IDLE); /* transient: closed right below */
-				client_fail(c, s->own_error_code, "%s", s->own_error_msg);
+				server_fail_client_and_close(s, s->own_error_code, s->own_error_msg,
+							     "berth's own query failed");
+				return SB_CLOSED;
 			}
 			server_close(s, "berth's own query failed");
 			return SB_CLOSED;
@@ -1045,15 +1135,8 @@ static enum sbuf_action server_handle_own_query(struct server *s, struct req *r,
 	case 'E':
 		if (avail < hdr->total_len && hdr->total_len <= s->sb.w->pkt_buf)
 			return SB_NEED_FULL;
-		snprintf(s->own_error_msg, sizeof(s->own_error_msg), "(message too long)");
-		memcpy(s->own_error_code, ERR_INTERNAL, 6);
-		if (avail >= hdr->total_len) {
-			error_message(data + PKT_HDR_LEN, hdr->total_len - PKT_HDR_LEN, s->own_error_msg,
-				      sizeof(s->own_error_msg));
-			if (!codec_error_sqlstate(data + PKT_HDR_LEN, hdr->total_len - PKT_HDR_LEN,
-						  s->own_error_code))
-				memcpy(s->own_error_code, ERR_INTERNAL, 6);
-		}
+		server_read_error(hdr, data, avail, s->own_error_msg, sizeof(s->own_error_msg),
+				  s->own_error_code);
 		log_warn("S-%llu: berth's own query failed: %s", (unsigned long long)s->id,
 			 s->own_error_msg);
 		s->own_failed = true;
@@ -1119,6 +1202,8 @@ static bool reply_ends(const struct req *r, uint8_t type)
 		return type == 'T' || type == 'n';
 	case REQ_EXECUTE:
 		return type == 'C' || type == 'I' || type == 's';
+	case REQ_OWN_BEGIN:
+		return type == 'C';
 	default:
 		return false;
 	}
@@ -1151,7 +1236,7 @@ static enum sbuf_action server_on_message(struct sbuf *sb, const struct pkt_hdr 
 			return qa;
 	}
 	bool own = r && (r->kind == REQ_OWN_QUERY || r->kind == REQ_OWN_PARSE ||
-			 r->kind == REQ_OWN_CLOSE);
+			 r->kind == REQ_OWN_CLOSE || r->kind == REQ_OWN_BEGIN);
 
 	/* "Asynchronous Operations": these may come at any time. */
 	switch (hdr->type) {
@@ -1204,6 +1289,8 @@ static enum sbuf_action server_on_message(struct sbuf *sb, const struct pkt_hdr 
 		}
 		return c ? SB_FORWARD : SB_SKIP;
 	}
+	if (hdr->type == 'E' && r->kind == REQ_OWN_BEGIN)
+		return server_deferred_begin_failed(s, hdr, data, avail);
 	if (hdr->type == 'E' && r->kind != REQ_QUERY && r->kind != REQ_FUNCTION)
 		return server_extended_error(s, hdr, data, avail);
 	if (hdr->type == 'E') {

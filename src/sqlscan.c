@@ -319,3 +319,50 @@ unsigned sqlscan_classify(const char *s, size_t len, struct sqlscan_name *name)
 	}
 	return flags;
 }
+
+static bool is_blank(char c)
+{
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+/* The next word of s at *i (after blanks): its start and length; 0 if none. */
+static size_t next_word(const char *s, size_t len, size_t *i, const char **w)
+{
+	while (*i < len && is_blank(s[*i]))
+		(*i)++;
+	*w = s + *i;
+	size_t start = *i;
+	while (*i < len && char_class[(uint8_t)s[*i]] == CC_WORD)
+		(*i)++;
+	return *i - start;
+}
+
+const char *sqlscan_plain_begin(const char *s, size_t len)
+{
+	size_t i = 0;
+	const char *w;
+	size_t n = next_word(s, len, &i, &w);
+	const char *tag;
+	if (WORD_IS(w, n, "begin")) {
+		tag = "BEGIN";
+		size_t save = i;
+		const char *w2;
+		size_t n2 = next_word(s, len, &i, &w2);
+		if (!WORD_IS(w2, n2, "work") && !WORD_IS(w2, n2, "transaction"))
+			i = save;
+	} else if (WORD_IS(w, n, "start")) {
+		tag = "START TRANSACTION";
+		n = next_word(s, len, &i, &w);
+		if (!WORD_IS(w, n, "transaction"))
+			return NULL;
+	} else {
+		return NULL;
+	}
+	while (i < len && is_blank(s[i]))
+		i++;
+	if (i < len && s[i] == ';')
+		i++;
+	while (i < len && is_blank(s[i]))
+		i++;
+	return i == len ? tag : NULL;
+}

@@ -71,8 +71,8 @@ def test_entry_server_lifetime_and_query_wait_timeout(berth, pg):
               databases={"app": pg.conninfo() + " pool_size=1 server_lifetime=1 "
                                                 "query_wait_timeout=1"})
     with b.connect() as c:
-        pid = c.execute("SELECT pg_backend_pid()").fetchone()[0]
         c.execute("BEGIN")
+        pid = c.execute("SELECT pg_backend_pid()").fetchone()[0]  # holds the only server
         t0 = time.monotonic()
         with pytest.raises(psycopg.OperationalError) as ei:
             with b.connect() as c2:

@@ -124,6 +124,39 @@ static void test_unterminated_input_is_safe(void **state)
 	assert_int_equal(sqlscan_classify(x, strlen(x), NULL), 0);
 }
 
+static const char *begin_tag(const char *sql)
+{
+	return sqlscan_plain_begin(sql, strlen(sql));
+}
+
+static void test_plain_begin(void **state)
+{
+	(void)state;
+	assert_string_equal(begin_tag("BEGIN"), "BEGIN");
+	assert_string_equal(begin_tag("begin;"), "BEGIN");
+	assert_string_equal(begin_tag("  Begin Work ;\n"), "BEGIN");
+	assert_string_equal(begin_tag("BEGIN TRANSACTION"), "BEGIN");
+	assert_string_equal(begin_tag("start\ttransaction;"), "START TRANSACTION");
+	/* Anything that could fail or change the transaction is not plain. */
+	assert_null(begin_tag("BEGIN ISOLATION LEVEL SERIALIZABLE"));
+	assert_null(begin_tag("BEGIN READ ONLY"));
+	assert_null(begin_tag("START TRANSACTION READ ONLY"));
+	assert_null(begin_tag("BEGIN; SELECT 1"));
+	assert_null(begin_tag("BEGIN;;"));
+	assert_null(begin_tag("BEGIN WORK WORK"));
+	assert_null(begin_tag("BEGINX"));
+	assert_null(begin_tag("START"));
+	assert_null(begin_tag("/* c */ BEGIN"));
+	assert_null(begin_tag("BEGIN -- c"));
+	assert_null(begin_tag(""));
+	assert_null(begin_tag("COMMIT"));
+	/* Every prefix is read within its length. */
+	const char *q = "START TRANSACTION ;";
+	for (size_t n = 0; n < strlen("START TRANSACTION"); n++)
+		assert_null(sqlscan_plain_begin(q, n));
+	assert_string_equal(sqlscan_plain_begin(q, strlen("START TRANSACTION")), "START TRANSACTION");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -132,6 +165,7 @@ int main(void)
 		cmocka_unit_test(test_resets_and_ddl),
 		cmocka_unit_test(test_quotes_and_comments_hide_keywords),
 		cmocka_unit_test(test_unterminated_input_is_safe),
+		cmocka_unit_test(test_plain_begin),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
