@@ -202,3 +202,20 @@ def test_postgres_skips_a_query_after_a_failed_execute_without_sync(pg):
         assert c.simple_query("SELECT count(*) FROM skipped")[0] == [["0"]]
     finally:
         c.close()
+
+
+def test_isolation_level_set_after_begin(berth, pg):
+    """SET TRANSACTION must come before the transaction's first query: the
+    deferred BEGIN takes no snapshot, so it still does."""
+    b = berth("transaction", pool_size=1)
+    c = raw(b, pg)
+    try:
+        for level in ("serializable", "repeatable read"):
+            c.send(pgwire.query_msg("BEGIN"))
+            replies(c, 1)
+            assert c.simple_query("SET TRANSACTION ISOLATION LEVEL " + level)[1] is None
+            assert c.simple_query("SHOW transaction_isolation")[0] == [[level]]
+            assert c.simple_query("COMMIT")[1] is None
+        assert c.simple_query("SHOW transaction_isolation")[0] == [["read committed"]]
+    finally:
+        c.close()
