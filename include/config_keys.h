@@ -110,7 +110,7 @@ CONFIG_KEY(application_name_add_host, CT_BOOL, "0", 0, 1, CF_RELOAD,
 CONFIG_KEY(track_extra_parameters, CT_STRING, "IntervalStyle", 0, 0, CF_RELOAD,
 	   "PgBouncer's list of extra parameters to track per client; berth tracks every parameter the server reports (ParameterStatus), so the value is accepted and changes nothing.")
 CONFIG_KEY(defer_begin, CT_BOOL, "1", 0, 1, CF_RELOAD,
-	   "Transaction mode: answer a plain BEGIN at once and send it to the server with the transaction's first statement, so each transaction holds a server one round trip less (off while query logging is on).")
+	   "Transaction mode: answer a plain BEGIN at once and send it to the server with the transaction's first statement, so each transaction holds a server one round trip less; a COMMIT or ROLLBACK with nothing before it is answered too (off while query logging is on).")
 CONFIG_KEY(max_prepared_statements, CT_INT, "200", 0, 100000, CF_RELOAD,
 	   "Transaction mode: prepared statements kept per server connection (least recently used closed); 0 = pass named statements through untouched.")
 CONFIG_KEY(pin_session_state, CT_BOOL, "1", 0, 1, CF_RELOAD,

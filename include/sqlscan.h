@@ -43,5 +43,11 @@ unsigned sqlscan_classify(const char *sql, size_t len, struct sqlscan_name *name
  * tag PostgreSQL answers it with ("BEGIN" or "START TRANSACTION"), or NULL.
  */
 const char *sqlscan_plain_begin(const char *sql, size_t len);
+/*
+ * The same for a plain transaction end: COMMIT, END, ROLLBACK or ABORT, with
+ * an optional WORK or TRANSACTION (no AND CHAIN, no TO SAVEPOINT). Returns
+ * PostgreSQL's tag ("COMMIT" or "ROLLBACK"), or NULL.
+ */
+const char *sqlscan_plain_end(const char *sql, size_t len);
 
 #endif

@@ -1347,7 +1347,8 @@ static bool client_may_defer_begin(const struct client *c)
 	       !c->skip_until_sync && worker_config(c->w)->defer_begin && !log_enabled(LOGB_QUERY);
 }
 
-static enum sbuf_action client_defer_begin(struct client *c, const char *tag)
+/* CommandComplete tag and ReadyForQuery status, as PostgreSQL would answer; counted as a query. */
+static enum sbuf_action client_answer_here(struct client *c, const char *tag, char status)
 {
 	uint8_t buf[64];
 	struct pkt_writer wr;
@@ -1355,18 +1356,49 @@ static enum sbuf_action client_defer_begin(struct client *c, const char *tag)
 	writer_begin(&wr, 'C');
 	writer_cstr(&wr, tag);
 	writer_end(&wr);
-	codec_write_ready(&wr, 'T');
+	codec_write_ready(&wr, status);
 	if (!client_send(c, &wr)) {
 		client_close(c, "out of memory");
 		return SB_CLOSED;
 	}
-	c->deferred_begin = true;
 	struct pool_stats *st = &c->pool->stats;
 	st->query_count++;
 	stats_hist_add(&st->query_hist, 0);
-	if (!c->xact_start_us)
-		c->xact_start_us = worker_now_us(c->w);
 	return SB_SKIP;
+}
+
+/*
+ * defer_begin's simple queries, for a client holding no server: a plain
+ * BEGIN, and a plain COMMIT or ROLLBACK of a transaction that never reached
+ * a server (nothing ran in it: there is nothing to commit). False: the
+ * query is for a server.
+ */
+static bool client_answer_deferred(struct client *c, const struct pkt_hdr *hdr, const uint8_t *data,
+				   enum sbuf_action *act)
+{
+	/* The text and its NUL; one inside it (a malformed Query) makes it no match. */
+	const char *sql = (const char *)data + PKT_HDR_LEN;
+	size_t len = hdr->total_len - PKT_HDR_LEN;
+	if (len && sql[len - 1] == '\0')
+		len--;
+	const char *tag;
+	if (c->deferred_begin && !c->skip_until_sync && (tag = sqlscan_plain_end(sql, len))) {
+		c->deferred_begin = false;
+		struct pool_stats *st = &c->pool->stats;
+		st->xact_count++;
+		st->xact_time_us += (uint64_t)(worker_now_us(c->w) - c->xact_start_us);
+		c->xact_start_us = 0;
+		*act = client_answer_here(c, tag, 'I');
+		return true;
+	}
+	if (client_may_defer_begin(c) && (tag = sqlscan_plain_begin(sql, len))) {
+		c->deferred_begin = true;
+		if (!c->xact_start_us)
+			c->xact_start_us = worker_now_us(c->w);
+		*act = client_answer_here(c, tag, 'T');
+		return true;
+	}
+	return false;
 }
 
 static enum sbuf_action client_handle_request(struct client *c, const struct pkt_hdr *hdr,
@@ -1395,12 +1427,10 @@ static enum sbuf_action client_handle_request(struct client *c, const struct pkt
 	if (t == 'Q' && (txmode || c->startup.n > 0) && avail < hdr->total_len &&
 	    hdr->total_len <= c->w->pkt_buf)
 		return SB_NEED_FULL;
-	if (t == 'Q' && !c->server && avail >= hdr->total_len && client_may_defer_begin(c)) {
-		const char *sql = (const char *)data + PKT_HDR_LEN;
-		const char *tag = sqlscan_plain_begin(sql, strnlen(sql, hdr->total_len - PKT_HDR_LEN));
-		if (tag)
-			return client_defer_begin(c, tag);
-	}
+	enum sbuf_action answered;
+	if (t == 'Q' && !c->server && avail >= hdr->total_len &&
+	    client_answer_deferred(c, hdr, data, &answered))
+		return answered;
 	if (!c->server) {
 		if (!pool_request_server(c->pool, c))
 			return c->state == CL_CLOSED ? SB_CLOSED : SB_PAUSE;

@@ -337,27 +337,19 @@ static size_t next_word(const char *s, size_t len, size_t *i, const char **w)
 	return *i - start;
 }
 
-const char *sqlscan_plain_begin(const char *s, size_t len)
+/* Past an optional WORK or TRANSACTION at s[*i]. */
+static void skip_work_or_transaction(const char *s, size_t len, size_t *i)
 {
-	size_t i = 0;
+	size_t save = *i;
 	const char *w;
-	size_t n = next_word(s, len, &i, &w);
-	const char *tag;
-	if (WORD_IS(w, n, "begin")) {
-		tag = "BEGIN";
-		size_t save = i;
-		const char *w2;
-		size_t n2 = next_word(s, len, &i, &w2);
-		if (!WORD_IS(w2, n2, "work") && !WORD_IS(w2, n2, "transaction"))
-			i = save;
-	} else if (WORD_IS(w, n, "start")) {
-		tag = "START TRANSACTION";
-		n = next_word(s, len, &i, &w);
-		if (!WORD_IS(w, n, "transaction"))
-			return NULL;
-	} else {
-		return NULL;
-	}
+	size_t n = next_word(s, len, i, &w);
+	if (!WORD_IS(w, n, "work") && !WORD_IS(w, n, "transaction"))
+		*i = save;
+}
+
+/* tag if s[i..len) is only blanks and one optional ';', else NULL. */
+static const char *tag_if_ends(const char *s, size_t len, size_t i, const char *tag)
+{
 	while (i < len && is_blank(s[i]))
 		i++;
 	if (i < len && s[i] == ';')
@@ -365,4 +357,33 @@ const char *sqlscan_plain_begin(const char *s, size_t len)
 	while (i < len && is_blank(s[i]))
 		i++;
 	return i == len ? tag : NULL;
+}
+
+const char *sqlscan_plain_begin(const char *s, size_t len)
+{
+	size_t i = 0;
+	const char *w;
+	size_t n = next_word(s, len, &i, &w);
+	if (WORD_IS(w, n, "begin")) {
+		skip_work_or_transaction(s, len, &i);
+		return tag_if_ends(s, len, i, "BEGIN");
+	}
+	if (!WORD_IS(w, n, "start"))
+		return NULL;
+	n = next_word(s, len, &i, &w);
+	return WORD_IS(w, n, "transaction") ? tag_if_ends(s, len, i, "START TRANSACTION") : NULL;
+}
+
+const char *sqlscan_plain_end(const char *s, size_t len)
+{
+	size_t i = 0;
+	const char *w;
+	size_t n = next_word(s, len, &i, &w);
+	const char *tag = WORD_IS(w, n, "commit") || WORD_IS(w, n, "end")	   ? "COMMIT"
+			  : WORD_IS(w, n, "rollback") || WORD_IS(w, n, "abort") ? "ROLLBACK"
+										 : NULL;
+	if (!tag)
+		return NULL;
+	skip_work_or_transaction(s, len, &i);
+	return tag_if_ends(s, len, i, tag);
 }

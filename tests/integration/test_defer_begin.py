@@ -219,3 +219,32 @@ def test_isolation_level_set_after_begin(berth, pg):
         assert c.simple_query("SHOW transaction_isolation")[0] == [["read committed"]]
     finally:
         c.close()
+
+
+def test_empty_transaction_ends_without_a_server(berth, pg, table):
+    """BEGIN and a plain COMMIT/ROLLBACK with nothing between: nothing ran, so
+    berth answers both, even while the only server is busy; what does more
+    than end the transaction still goes to PostgreSQL."""
+    b = berth("transaction", pool_size=1)
+    with b.connect() as holder:
+        holder.execute("BEGIN")
+        holder.execute("SELECT 1")
+        c = raw(b, pg)
+        try:
+            c.sock.settimeout(REPLY_TIMEOUT)
+            for sql, tag in (("COMMIT", b"COMMIT\0"), ("end;", b"COMMIT\0"),
+                             ("ROLLBACK WORK", b"ROLLBACK\0"), ("abort", b"ROLLBACK\0")):
+                c.send(pgwire.query_msg("BEGIN") + pgwire.query_msg(sql))
+                assert replies(c, 2) == [(b"C", b"BEGIN\0"), (b"Z", b"T"),
+                                         (b"C", tag), (b"Z", b"I")]
+            # COMMIT AND CHAIN opens the next transaction: PostgreSQL's to answer.
+            c.send(pgwire.query_msg("BEGIN") + pgwire.query_msg("COMMIT AND CHAIN"))
+            replies(c, 1)
+            assert_waits(c)
+            holder.execute("COMMIT")
+            assert replies(c, 1) == [(b"C", b"COMMIT\0"), (b"Z", b"T")]
+            c.send(pgwire.query_msg("INSERT INTO deferred VALUES (7)") + pgwire.query_msg("ROLLBACK"))
+            assert replies(c, 2)[-1] == (b"Z", b"I")
+            assert table() == []
+        finally:
+            c.close()

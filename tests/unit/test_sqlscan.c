@@ -157,6 +157,31 @@ static void test_plain_begin(void **state)
 	assert_string_equal(sqlscan_plain_begin(q, strlen("START TRANSACTION")), "START TRANSACTION");
 }
 
+static const char *end_tag(const char *sql)
+{
+	return sqlscan_plain_end(sql, strlen(sql));
+}
+
+static void test_plain_end(void **state)
+{
+	(void)state;
+	assert_string_equal(end_tag("COMMIT"), "COMMIT");
+	assert_string_equal(end_tag(" end work;"), "COMMIT");
+	assert_string_equal(end_tag("Commit Transaction"), "COMMIT");
+	assert_string_equal(end_tag("ROLLBACK;"), "ROLLBACK");
+	assert_string_equal(end_tag("abort\n"), "ROLLBACK");
+	/* What does more than end the transaction is PostgreSQL's. */
+	assert_null(end_tag("COMMIT AND CHAIN"));
+	assert_null(end_tag("ROLLBACK AND NO CHAIN"));
+	assert_null(end_tag("ROLLBACK TO SAVEPOINT a"));
+	assert_null(end_tag("COMMIT PREPARED 'x'"));
+	assert_null(end_tag("COMMIT; SELECT 1"));
+	assert_null(end_tag("COMMITTED"));
+	assert_null(end_tag("BEGIN"));
+	/* A NUL inside the text (a malformed Query) is no blank. */
+	assert_null(sqlscan_plain_end("COMMIT\0x", 8));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -166,6 +191,7 @@ int main(void)
 		cmocka_unit_test(test_quotes_and_comments_hide_keywords),
 		cmocka_unit_test(test_unterminated_input_is_safe),
 		cmocka_unit_test(test_plain_begin),
+		cmocka_unit_test(test_plain_end),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
