@@ -3,6 +3,7 @@ reaches a server only with the transaction's first statement, so a
 transaction holds its server one client round trip less. What must not
 change: everything the client sees, and what commits or rolls back."""
 
+import contextlib
 import time
 
 import pytest
@@ -43,38 +44,45 @@ def assert_waits(c):
     c.sock.settimeout(15)
 
 
+@contextlib.contextmanager
+def busy_pool(berth, pg, holder_sql="SELECT 1", **settings):
+    """A pool of one server, held by an open transaction: (berth, holder, raw client)."""
+    b = berth("transaction", pool_size=1, **settings)
+    with b.connect() as holder:
+        holder.execute("BEGIN")
+        holder.execute(holder_sql)
+        c = raw(b, pg)
+        try:
+            yield b, holder, c
+        finally:
+            c.close()
+
+
 def test_begin_answered_without_a_server(berth, pg, table):
     """With the only server held by another transaction, BEGIN is answered at
     once; the first statement waits for the server and runs inside the
     transaction, which then rolls back or commits as the client says."""
-    b = berth("transaction", pool_size=1)
-    with b.connect() as holder:
-        holder.execute("BEGIN")
-        holder.execute("INSERT INTO deferred VALUES (0)")
-        c = raw(b, pg)
-        try:
-            c.sock.settimeout(REPLY_TIMEOUT)
-            c.send(pgwire.query_msg("BEGIN"))
-            assert [(t, p) for t, p in replies(c, 1)] == [(b"C", b"BEGIN\0"), (b"Z", b"T")]
-            c.send(pgwire.query_msg("INSERT INTO deferred VALUES (1)"))
-            assert_waits(c)  # the server is busy
-            holder.execute("COMMIT")
-            assert replies(c, 1) == [(b"C", b"INSERT 0 1\0"), (b"Z", b"T")]
-            assert c.simple_query("SELECT count(*) FROM deferred WHERE n = 1")[0] == [["1"]]
-            c.send(pgwire.query_msg("ROLLBACK"))
-            assert replies(c, 1) == [(b"C", b"ROLLBACK\0"), (b"Z", b"I")]
-            assert table() == [0]
-            for tag_sql, tag in (("begin work;", b"BEGIN\0"),
-                                 ("START TRANSACTION", b"START TRANSACTION\0")):
-                c.send(pgwire.query_msg(tag_sql))
-                assert replies(c, 1) == [(b"C", tag), (b"Z", b"T")]
-                c.send(pgwire.query_msg("INSERT INTO deferred VALUES (2)"))
-                assert replies(c, 1)[-1] == (b"Z", b"T")
-                c.send(pgwire.query_msg("COMMIT"))
-                assert replies(c, 1) == [(b"C", b"COMMIT\0"), (b"Z", b"I")]
-            assert table() == [0, 2, 2]
-        finally:
-            c.close()
+    with busy_pool(berth, pg, "INSERT INTO deferred VALUES (0)") as (b, holder, c):
+        c.sock.settimeout(REPLY_TIMEOUT)
+        c.send(pgwire.query_msg("BEGIN"))
+        assert [(t, p) for t, p in replies(c, 1)] == [(b"C", b"BEGIN\0"), (b"Z", b"T")]
+        c.send(pgwire.query_msg("INSERT INTO deferred VALUES (1)"))
+        assert_waits(c)  # the server is busy
+        holder.execute("COMMIT")
+        assert replies(c, 1) == [(b"C", b"INSERT 0 1\0"), (b"Z", b"T")]
+        assert c.simple_query("SELECT count(*) FROM deferred WHERE n = 1")[0] == [["1"]]
+        c.send(pgwire.query_msg("ROLLBACK"))
+        assert replies(c, 1) == [(b"C", b"ROLLBACK\0"), (b"Z", b"I")]
+        assert table() == [0]
+        for tag_sql, tag in (("begin work;", b"BEGIN\0"),
+                             ("START TRANSACTION", b"START TRANSACTION\0")):
+            c.send(pgwire.query_msg(tag_sql))
+            assert replies(c, 1) == [(b"C", tag), (b"Z", b"T")]
+            c.send(pgwire.query_msg("INSERT INTO deferred VALUES (2)"))
+            assert replies(c, 1)[-1] == (b"Z", b"T")
+            c.send(pgwire.query_msg("COMMIT"))
+            assert replies(c, 1) == [(b"C", b"COMMIT\0"), (b"Z", b"I")]
+        assert table() == [0, 2, 2]
 
 
 def test_pipelined_transaction_and_errors(berth, pg, table):
@@ -153,18 +161,11 @@ def test_idle_in_deferred_transaction_times_out(berth, pg):
 
 
 def test_defer_begin_off_sends_begin_at_once(berth, pg):
-    b = berth("transaction", pool_size=1, defer_begin=0)
-    with b.connect() as holder:
-        holder.execute("BEGIN")
-        holder.execute("SELECT 1")
-        c = raw(b, pg)
-        try:
-            c.send(pgwire.query_msg("BEGIN"))
-            assert_waits(c)  # BEGIN itself waits for the server
-            holder.execute("COMMIT")
-            assert replies(c, 1) == [(b"C", b"BEGIN\0"), (b"Z", b"T")]
-        finally:
-            c.close()
+    with busy_pool(berth, pg, defer_begin=0) as (b, holder, c):
+        c.send(pgwire.query_msg("BEGIN"))
+        assert_waits(c)  # BEGIN itself waits for the server
+        holder.execute("COMMIT")
+        assert replies(c, 1) == [(b"C", b"BEGIN\0"), (b"Z", b"T")]
 
 
 def test_client_leaving_after_begin_costs_nothing(berth, pg):
@@ -225,26 +226,19 @@ def test_empty_transaction_ends_without_a_server(berth, pg, table):
     """BEGIN and a plain COMMIT/ROLLBACK with nothing between: nothing ran, so
     berth answers both, even while the only server is busy; what does more
     than end the transaction still goes to PostgreSQL."""
-    b = berth("transaction", pool_size=1)
-    with b.connect() as holder:
-        holder.execute("BEGIN")
-        holder.execute("SELECT 1")
-        c = raw(b, pg)
-        try:
-            c.sock.settimeout(REPLY_TIMEOUT)
-            for sql, tag in (("COMMIT", b"COMMIT\0"), ("end;", b"COMMIT\0"),
-                             ("ROLLBACK WORK", b"ROLLBACK\0"), ("abort", b"ROLLBACK\0")):
-                c.send(pgwire.query_msg("BEGIN") + pgwire.query_msg(sql))
-                assert replies(c, 2) == [(b"C", b"BEGIN\0"), (b"Z", b"T"),
-                                         (b"C", tag), (b"Z", b"I")]
-            # COMMIT AND CHAIN opens the next transaction: PostgreSQL's to answer.
-            c.send(pgwire.query_msg("BEGIN") + pgwire.query_msg("COMMIT AND CHAIN"))
-            replies(c, 1)
-            assert_waits(c)
-            holder.execute("COMMIT")
-            assert replies(c, 1) == [(b"C", b"COMMIT\0"), (b"Z", b"T")]
-            c.send(pgwire.query_msg("INSERT INTO deferred VALUES (7)") + pgwire.query_msg("ROLLBACK"))
-            assert replies(c, 2)[-1] == (b"Z", b"I")
-            assert table() == []
-        finally:
-            c.close()
+    with busy_pool(berth, pg) as (b, holder, c):
+        c.sock.settimeout(REPLY_TIMEOUT)
+        for sql, tag in (("COMMIT", b"COMMIT\0"), ("end;", b"COMMIT\0"),
+                         ("ROLLBACK WORK", b"ROLLBACK\0"), ("abort", b"ROLLBACK\0")):
+            c.send(pgwire.query_msg("BEGIN") + pgwire.query_msg(sql))
+            assert replies(c, 2) == [(b"C", b"BEGIN\0"), (b"Z", b"T"),
+                                     (b"C", tag), (b"Z", b"I")]
+        # COMMIT AND CHAIN opens the next transaction: PostgreSQL's to answer.
+        c.send(pgwire.query_msg("BEGIN") + pgwire.query_msg("COMMIT AND CHAIN"))
+        replies(c, 1)
+        assert_waits(c)
+        holder.execute("COMMIT")
+        assert replies(c, 1) == [(b"C", b"COMMIT\0"), (b"Z", b"T")]
+        c.send(pgwire.query_msg("INSERT INTO deferred VALUES (7)") + pgwire.query_msg("ROLLBACK"))
+        assert replies(c, 2)[-1] == (b"Z", b"I")
+        assert table() == []
