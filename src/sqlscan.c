@@ -221,6 +221,23 @@ static bool plain_first_word(const char *w, size_t n)
 	}
 }
 
+static bool is_blank(char c)
+{
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+/* The next word of s at *i (after blanks): its start and length; 0 if none. */
+static size_t next_word(const char *s, size_t len, size_t *i, const char **w)
+{
+	while (*i < len && is_blank(s[*i]))
+		(*i)++;
+	*w = s + *i;
+	size_t start = *i;
+	while (*i < len && char_class[(uint8_t)s[*i]] == CC_WORD)
+		(*i)++;
+	return *i - start;
+}
+
 /*
  * The common case in one look: a single statement starting with a word that
  * never touches session state, with no advisory-lock function in it. memchr
@@ -229,18 +246,15 @@ static bool plain_first_word(const char *w, size_t n)
 static bool plain_statement(const char *s, size_t len)
 {
 	size_t i = 0;
-	while (i < len && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r'))
-		i++;
-	size_t start = i;
-	while (i < len && char_class[(uint8_t)s[i]] == CC_WORD)
-		i++;
-	if (!plain_first_word(s + start, i - start))
+	const char *w;
+	size_t n = next_word(s, len, &i, &w);
+	if (!plain_first_word(w, n))
 		return false;
 	/* A ';' may end the text; anything after it needs the full scan. */
 	const char *semi = memchr(s, ';', len);
 	if (semi) {
 		for (const char *p = semi + 1; p < s + len; p++)
-			if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r')
+			if (!is_blank(*p))
 				return false;
 	}
 	return !mentions_advisory(s, len, 'y') && !mentions_advisory(s, len, 'Y');
@@ -318,23 +332,6 @@ unsigned sqlscan_classify(const char *s, size_t len, struct sqlscan_name *name)
 		}
 	}
 	return flags;
-}
-
-static bool is_blank(char c)
-{
-	return c == ' ' || c == '\t' || c == '\n' || c == '\r';
-}
-
-/* The next word of s at *i (after blanks): its start and length; 0 if none. */
-static size_t next_word(const char *s, size_t len, size_t *i, const char **w)
-{
-	while (*i < len && is_blank(s[*i]))
-		(*i)++;
-	*w = s + *i;
-	size_t start = *i;
-	while (*i < len && char_class[(uint8_t)s[*i]] == CC_WORD)
-		(*i)++;
-	return *i - start;
 }
 
 /* Past an optional WORK or TRANSACTION at s[*i]. */
