@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <openssl/ssl.h>
 #include <stdio.h>
 
 #include "compiler.h"
@@ -91,6 +92,7 @@ struct config {
 	size_t n_auth;
 	char *path; /* file it came from, NULL in zero-file mode */
 	char **warnings;   /* "FILE:LINE: ..." for PgBouncer settings berth ignores; main.c logs them */
+	SSL_CTX *client_tls; /* client_tls_sslmode != disable: what clients' TLS sessions use (tls.h) */
 	size_t n_warnings;
 };
 

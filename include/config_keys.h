@@ -79,6 +79,22 @@ CONFIG_KEY(server_tls_key_file, CT_STRING, "", 0, 0, CF_RELOAD,
 	   "Private key of server_tls_cert_file (libpq sslkey) where the entry sets none.")
 CONFIG_KEY(server_tls_protocols, CT_STRING, "", 0, 0, CF_RELOAD,
 	   "TLS versions for server logins, as PgBouncer writes them (secure, all, legacy, or a list of tlsv1.0 .. tlsv1.3), given to libpq as ssl_min/max_protocol_version; empty = libpq's default (TLSv1.2 and up).")
+CONFIG_KEY(client_tls_sslmode, CT_ENUM, "disable", 0, 0, CF_RELOAD,
+	   "TLS for TCP clients: disable (SSLRequest answered N), allow or prefer (TLS when the client asks for it), require (plain clients refused), verify-ca (and a client certificate signed by client_tls_ca_file), verify-full (and its common name equal to the user name). Unix-socket clients never use TLS. New connections only.")
+CONFIG_KEY(client_tls_cert_file, CT_STRING, "", 0, 0, CF_RELOAD,
+	   "Certificate (PEM, chain allowed) berth shows clients; with client_tls_key_file also empty, a self-signed certificate made at start (enough for sslmode=require, not for verify-ca/verify-full clients).")
+CONFIG_KEY(client_tls_key_file, CT_STRING, "", 0, 0, CF_RELOAD,
+	   "Private key (PEM) of client_tls_cert_file.")
+CONFIG_KEY(client_tls_ca_file, CT_STRING, "", 0, 0, CF_RELOAD,
+	   "CA certificates client certificates must be signed by (client_tls_sslmode verify-ca and verify-full).")
+CONFIG_KEY(client_tls_protocols, CT_STRING, "secure", 0, 0, CF_RELOAD,
+	   "TLS versions offered to clients: secure (TLSv1.2 and 1.3), all, legacy, or a list of tlsv1.0 .. tlsv1.3.")
+CONFIG_KEY(client_tls_ciphers, CT_STRING, "default", 0, 0, CF_RELOAD,
+	   "OpenSSL cipher list for TLS 1.2 and older; default, secure, normal or fast = OpenSSL's defaults.")
+CONFIG_KEY(client_tls13_ciphers, CT_STRING, "", 0, 0, CF_RELOAD,
+	   "OpenSSL TLS 1.3 cipher suites (TLS_AES_256_GCM_SHA384:...); empty = OpenSSL's defaults.")
+CONFIG_KEY(client_tls_ecdhcurve, CT_STRING, "auto", 0, 0, CF_RELOAD,
+	   "Key exchange groups offered to clients (OpenSSL list, e.g. X25519:prime256v1); auto = OpenSSL's defaults.")
 CONFIG_KEY(server_login_retry, CT_TIME, "15", 0, 0, CF_RELOAD,
 	   "Longest wait between connection attempts after a failed server login (backoff starts at 0.25 s).")
 CONFIG_KEY(health_check_period, CT_TIME, "5", 100000, 0, CF_RELOAD,

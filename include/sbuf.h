@@ -99,6 +99,7 @@ struct sbuf {
 	bool startup;              /* packets have no type byte (client startup phase) */
 	bool in_process;           /* re-entrancy guard */
 	bool want_write_only;      /* TLS: SSL_read wants the socket writable */
+	bool ssl_owned;            /* berth made ssl (a client's TLS): sbuf_close shuts it down and frees it */
 	bool keep_out_buffer;      /* keep the queue's memory once empty (servers: few, busy) */
 	bool suspended;            /* SUSPEND: read nothing new until resumed (admin console) */
 };

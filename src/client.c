@@ -9,6 +9,7 @@
 #include "client.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -34,6 +35,7 @@
 #include "replyq.h"
 #include "server.h"
 #include "sqlscan.h"
+#include "tls.h"
 #include "upstream.h"
 
 /* Authentication request codes ("Message Formats": the Authentication messages). */
@@ -411,6 +413,62 @@ static bool client_parse_replication(struct client *c, const char *value)
 	return false;
 }
 
+/* TLS is offered to TCP clients that have not started it yet; never over the unix socket (as PostgreSQL). */
+static bool client_tls_offered(const struct client *c)
+{
+	return worker_config(c->w)->client_tls && !c->sb.ssl && c->addr.sa.sa_family != AF_UNIX;
+}
+
+/*
+ * SSLRequest with TLS on: 'S' goes out in plain text, and from then on every
+ * byte either way is a TLS record (sbuf reads and writes through c->sb.ssl;
+ * the first SSL_read runs the handshake). Bytes the client sent after the
+ * SSLRequest, before the handshake, were not encrypted: refused, as
+ * PostgreSQL does (CVE-2021-23214).
+ */
+static enum sbuf_action client_start_tls(struct client *c, size_t avail)
+{
+	if (avail > 8) {
+		client_fail(c, ERR_PROTOCOL_VIOLATION, "received unencrypted data after SSL request");
+		return SB_CLOSED;
+	}
+	ssize_t n;
+	do
+		n = send(c->sb.fd, "S", 1, MSG_NOSIGNAL);
+	while (n < 0 && errno == EINTR);
+	if (n != 1) {
+		client_close(c, "could not answer SSLRequest");
+		return SB_CLOSED;
+	}
+	c->sb.ssl = tls_client_session(worker_config(c->w)->client_tls, c->sb.fd);
+	if (!c->sb.ssl) {
+		client_close(c, "out of memory for a TLS session");
+		return SB_CLOSED;
+	}
+	c->sb.ssl_owned = true;
+	return SB_SKIP;
+}
+
+/* client_tls_sslmode require and up: a TCP client must have come through TLS, with the right certificate. */
+static bool client_tls_satisfied(struct client *c)
+{
+	const struct config *cfg = worker_config(c->w);
+	if (cfg->client_tls_sslmode < TLS_REQUIRE || c->addr.sa.sa_family == AF_UNIX)
+		return true;
+	if (!c->sb.ssl) {
+		client_fail(c, ERR_INVALID_AUTH_SPEC, "SSL required");
+		return false;
+	}
+	if (cfg->client_tls_sslmode == TLS_VERIFY_FULL && !tls_peer_cn_matches(c->sb.ssl, c->user)) {
+		client_fail(c, ERR_INVALID_AUTH_SPEC,
+			    "certificate validation (client_tls_sslmode=verify-full) failed for user "
+			    "\"%s\": CN mismatch",
+			    c->user);
+		return false;
+	}
+	return true;
+}
+
 static enum sbuf_action client_handle_startup(struct client *c, const struct pkt_hdr *hdr,
 					      const uint8_t *data, size_t avail)
 {
@@ -418,8 +476,14 @@ static enum sbuf_action client_handle_startup(struct client *c, const struct pkt
 		return SB_NEED_FULL;
 	uint32_t code = be32_read(data + 4);
 
+	if (hdr->total_len == 8 && (code == PROTO_SSL_CODE || code == PROTO_GSSENC_CODE) && c->sb.ssl) {
+		client_fail(c, ERR_PROTOCOL_VIOLATION, "encryption requested inside a TLS session");
+		return SB_CLOSED;
+	}
+	if (hdr->total_len == 8 && code == PROTO_SSL_CODE && client_tls_offered(c))
+		return client_start_tls(c, avail);
 	if (hdr->total_len == 8 && (code == PROTO_SSL_CODE || code == PROTO_GSSENC_CODE)) {
-		/* No TLS or GSS encryption yet: 'N' and the client goes on in plain text. */
+		/* No TLS here (client_tls_sslmode), no GSS encryption ever: 'N', plain text follows. */
 		if (!sbuf_queue(&c->sb, "N", 1)) {
 			client_close(c, "out of memory");
 			return SB_CLOSED;
@@ -478,6 +542,8 @@ static enum sbuf_action client_handle_startup(struct client *c, const struct pkt
 	}
 	if (!c->database[0])
 		snprintf(c->login->database, sizeof(c->login->database), "%s", c->user);
+	if (!client_tls_satisfied(c))
+		return SB_CLOSED;
 	if (options && !params_parse_options(options, client_add_var, c, err, sizeof(err))) {
 		client_fail(c, ERR_FEATURE_NOT_SUPPORTED, "%s", err);
 		return SB_CLOSED;

@@ -25,6 +25,7 @@
 #include <libpq-fe.h>
 
 #include "log.h"
+#include "tls.h"
 
 #define MASK "****"
 /* PgBouncer's limit */
@@ -88,9 +89,19 @@ static const struct enum_value auth_type_values[] = {
 	{"any", -1,
 	 "berth does not support auth_type any; use trust, with user= in [databases] entries"},
 	{"hba", -1, "berth does not support auth_type hba (no auth_hba_file)"},
-	{"cert", -1, "berth does not support auth_type cert (no client TLS yet)"},
+	{"cert", -1, "berth does not support auth_type cert; use client_tls_sslmode verify-full"},
 	{"pam", -1, "berth does not support auth_type pam"},
 	{"ldap", -1, "berth does not support auth_type ldap"},
+	{NULL, 0, NULL},
+};
+
+static const struct enum_value client_tls_sslmode_values[] = {
+	{"disable", TLS_DISABLE, NULL},
+	{"allow", TLS_ALLOW, NULL},
+	{"prefer", TLS_PREFER, NULL},
+	{"require", TLS_REQUIRE, NULL},
+	{"verify-ca", TLS_VERIFY_CA, NULL},
+	{"verify-full", TLS_VERIFY_FULL, NULL},
 	{NULL, 0, NULL},
 };
 
@@ -107,6 +118,7 @@ static const struct {
 	{"pool_mode", pool_mode_values},
 	{"auth_type", auth_type_values},
 	{"log_format", log_format_values},
+	{"client_tls_sslmode", client_tls_sslmode_values},
 };
 
 /*
@@ -133,21 +145,13 @@ static const struct compat_key compat_main_keys[] = {
 	{"suspend_timeout", "*", "not configurable in berth"},
 	{"cancel_wait_timeout", "*", "not configurable in berth"},
 	{"scram_iterations", "*", "berth derives SCRAM secrets for plain auth_file passwords itself"},
-	{"client_tls13_ciphers", "*", "berth does not offer TLS to clients yet"},
 	{"server_tls13_ciphers", NULL, "libpq has no cipher setting: OpenSSL's defaults apply"},
 	{"auth_ldap_options", NULL, "berth does not support auth_type ldap"},
 	{"unix_socket_group", "*", "not supported by berth; set unix_socket_mode"},
 	{"service_name", "*", "Windows only"},
 	{"job_name", "*", "Windows only"},
 	{"conffile", "*", "berth reloads the file it was started with"},
-	{"client_tls_sslmode", "disable", "berth does not offer TLS to clients yet"},
-	{"client_tls_key_file", "*", "berth does not offer TLS to clients yet"},
-	{"client_tls_cert_file", "*", "berth does not offer TLS to clients yet"},
-	{"client_tls_ca_file", "*", "berth does not offer TLS to clients yet"},
-	{"client_tls_protocols", "*", "berth does not offer TLS to clients yet"},
-	{"client_tls_ciphers", "*", "berth does not offer TLS to clients yet"},
-	{"client_tls_ecdhcurve", "*", "berth does not offer TLS to clients yet"},
-	{"client_tls_dheparams", "*", "berth does not offer TLS to clients yet"},
+	{"client_tls_dheparams", "*", "berth uses OpenSSL's built-in Diffie-Hellman groups"},
 	{"server_tls_ciphers", "default", "libpq has no cipher setting: OpenSSL's defaults apply"},
 	{"peer_id", "0", "berth does not support peering"},
 	{"disable_pqexec", "0", "berth does not support disabling the simple query protocol"},
@@ -865,6 +869,7 @@ void config_free(struct config *cfg)
 		free(cfg->warnings[i]);
 	free(cfg->warnings);
 	free(cfg->path);
+	SSL_CTX_free(cfg->client_tls);
 	free(cfg);
 }
 
@@ -1614,6 +1619,7 @@ struct loader {
 	bool url_credentials; /* DATABASE_URL added an auth entry */
 	const char *file;     /* position for messages */
 	int line;
+	int key_line[N_KEYS]; /* where each main-section key was set: > 0 its line, -1 the environment */
 };
 
 static bool load_fail(struct loader *ld, const char *fmt, ...) BERTH_PRINTF(2, 3);
@@ -1730,6 +1736,7 @@ static bool main_key(struct loader *ld, const char *key, const char *value)
 	}
 	if (!key_parse_set(ld->cfg, (size_t)i, value, msg, sizeof(msg)))
 		return load_fail(ld, "key \"%s\": %s", key, msg);
+	ld->key_line[i] = ld->line;
 	return true;
 }
 
@@ -2165,6 +2172,7 @@ static bool apply_env_keys(struct loader *ld, char *const *envp)
 		free_secret(value);
 		if (!ok)
 			return load_fail(ld, "environment variable BERTH_%s: %s", name, msg);
+		ld->key_line[i] = -1;
 	}
 	return true;
 }
@@ -2256,6 +2264,43 @@ static bool validate(struct loader *ld)
 	return true;
 }
 
+/* client_tls_*: the SSL_CTX is built now, so a bad file fails the load (or the reload). */
+static bool load_client_tls(struct loader *ld)
+{
+	struct config *cfg = ld->cfg;
+	if (cfg->client_tls_sslmode == TLS_DISABLE)
+		return true;
+	const struct client_tls_settings s = {
+		.mode = cfg->client_tls_sslmode,
+		.cert_file = cfg->client_tls_cert_file,
+		.key_file = cfg->client_tls_key_file,
+		.ca_file = cfg->client_tls_ca_file,
+		.protocols = cfg->client_tls_protocols,
+		.ciphers = cfg->client_tls_ciphers,
+		.tls13_ciphers = cfg->client_tls13_ciphers,
+		.ecdhcurve = cfg->client_tls_ecdhcurve,
+	};
+	char msg[400];
+	const char *bad_key = "client_tls_sslmode";
+	cfg->client_tls = tls_client_ctx_new(&s, &bad_key, msg, sizeof(msg));
+	if (cfg->client_tls)
+		return true;
+	/* Point at where the key that failed was set: its line, or its variable. */
+	int i = config_key_lookup(bad_key);
+	int line = i >= 0 ? ld->key_line[i] : 0;
+	if (line > 0 && cfg->path)
+		return load_fail(ld, "%s:%d: %s", cfg->path, line, msg);
+	if (line < 0) {
+		char up[64];
+		size_t n = 0;
+		for (; bad_key[n] && n + 1 < sizeof(up); n++)
+			up[n] = (char)toupper((unsigned char)bad_key[n]);
+		up[n] = '\0';
+		return load_fail(ld, "environment variable BERTH_%s: %s", up, msg);
+	}
+	return load_fail(ld, "%s", msg);
+}
+
 struct config *config_load(const char *path, char *const *envp, struct config_error *err)
 {
 	struct loader ld = {0};
@@ -2320,7 +2365,7 @@ struct config *config_load(const char *path, char *const *envp, struct config_er
 		goto fail;
 	}
 
-	if (!auth_sort(&ld) || !validate(&ld))
+	if (!auth_sort(&ld) || !validate(&ld) || !load_client_tls(&ld))
 		goto fail;
 
 	PQconninfoFree(ld.known);

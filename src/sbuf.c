@@ -180,6 +180,8 @@ static ssize_t sbuf_send_raw(struct sbuf *sb, const uint8_t *p, size_t len)
 		int err = SSL_get_error(sb->ssl, n);
 		if (err == SSL_ERROR_WANT_WRITE || err == SSL_ERROR_WANT_READ)
 			return 0;
+		if (sb->ssl_owned)
+			SSL_set_quiet_shutdown(sb->ssl, 1);
 		errno = EIO;
 		return -1;
 	}
@@ -204,10 +206,21 @@ static ssize_t sbuf_recv_raw(struct sbuf *sb, uint8_t *p, size_t len)
 		if (n > 0)
 			return n;
 		int err = SSL_get_error(sb->ssl, n);
-		if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE)
+		if (err == SSL_ERROR_WANT_READ)
 			return -1;
+		if (err == SSL_ERROR_WANT_WRITE) {
+			/* A handshake or key update must write first: wait for writability, then read. */
+			sb->want_write_only = true;
+			sbuf_want_write(sb, true);
+			return -1;
+		}
 		if (err == SSL_ERROR_ZERO_RETURN)
 			return 0;
+		if (sb->ssl_owned) {
+			const char *why = ERR_reason_error_string(ERR_peek_last_error());
+			log_debug("TLS receive failed on fd %d: %s", sb->fd, why ? why : "connection reset");
+			SSL_set_quiet_shutdown(sb->ssl, 1); /* no close_notify after a fatal error */
+		}
 		return -2;
 	}
 	for (;;) {
@@ -669,6 +682,9 @@ static void sbuf_on_readable(struct sbuf *sb)
 		if ((size_t)n < space && !(sb->ssl && SSL_pending(sb->ssl) > 0))
 			return;
 	}
+	/* Budget spent: TLS records already read from the socket would wake no one. */
+	if (sb->ssl && sb->ev_what && SSL_pending(sb->ssl) > 0)
+		event_active(&sb->ev, EV_READ, 0);
 }
 
 void sbuf_read_now(struct sbuf *sb)
@@ -681,6 +697,12 @@ static void sbuf_on_writable(struct sbuf *dst)
 {
 	bool failed = false;
 	sbuf_want_write(dst, false);
+	if (dst->want_write_only) {
+		dst->want_write_only = false;
+		sbuf_read_now(dst);
+		if (dst->fd < 0)
+			return; /* closed by the owner */
+	}
 	if (!sbuf_flush_out(dst, &failed)) {
 		if (failed)
 			dst->ops->on_error(dst, "send failed");
@@ -737,6 +759,15 @@ void sbuf_close(struct sbuf *sb, bool keep_fd)
 {
 	if (sb->peer)
 		sbuf_link(sb, NULL);
+	if (sb->ssl_owned) {
+		/* close_notify if the socket takes it now; a TLS goodbye is not worth waiting for. */
+		if (sb->fd >= 0 && SSL_is_init_finished(sb->ssl))
+			(void)SSL_shutdown(sb->ssl);
+		ERR_clear_error();
+		SSL_free(sb->ssl);
+		sb->ssl = NULL;
+		sb->ssl_owned = false;
+	}
 	if (sb->fd >= 0) {
 		if (sb->ev_what)
 			event_del(&sb->ev);

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "tls.h"
 #include "log.h"
 
 static char tmpdir[64];
@@ -667,7 +668,9 @@ static void test_realistic_pgbouncer_file(void **state)
 	assert_string_equal(cfg->logfile, "/var/log/pgbouncer/pgbouncer.log");
 	assert_string_equal(cfg->pidfile, "/var/run/pgbouncer/pgbouncer.pid");
 	/* the settings berth does not have are warnings naming file and line */
-	assert_int_equal(cfg->n_warnings, 4);
+	assert_int_equal(cfg->n_warnings, 3);
+	assert_int_equal(cfg->client_tls_sslmode, TLS_DISABLE);
+	assert_null(cfg->client_tls);
 	assert_string_equal(cfg->server_tls_sslmode, "prefer");
 	assert_true(cfg->stats_period == 60000000);
 	char want[300];
@@ -688,7 +691,8 @@ static void test_pgbouncer_settings_refused(void **state)
 		const char *needle;
 	} cases[] = {
 		{"user = postgres", "\"user\" is not supported"},
-		{"client_tls_sslmode = require", "client_tls_sslmode"},
+		{"client_tls_sslmode = verify-ca", "verify-ca needs client_tls_ca_file"},
+		{"client_tls_sslmode = requires", "not one of: disable, allow, prefer, require"},
 		{"server_tls_sslmode = verify-fool", "not one of: disable, allow"},
 		{"server_tls_protocols = tlsv9", "use secure, all, legacy"},
 		{"server_tls_ciphers = HIGH", "libpq has no cipher setting"},
@@ -704,8 +708,53 @@ static void test_pgbouncer_settings_refused(void **state)
 	}
 	/* the same keys with harmless values load, with a warning */
 	struct config *cfg = load_main("peer_id = 0\nclient_tls_sslmode = DISABLE\nuser =\n");
-	assert_int_equal(cfg->n_warnings, 2);
+	assert_int_equal(cfg->n_warnings, 1);
 	config_free(cfg);
+}
+
+/*
+ * client_tls_*: the TLS context is built at load, so a file that cannot be
+ * used fails the load, naming the line of the key at fault.
+ */
+static void test_client_tls_settings(void **state)
+{
+	(void)state;
+	/* no certificate given: a self-signed one, made at load */
+	struct config *cfg = load_main("client_tls_sslmode = require\n");
+	assert_int_equal(cfg->client_tls_sslmode, TLS_REQUIRE);
+	assert_non_null(cfg->client_tls);
+	assert_non_null(SSL_CTX_get0_certificate(cfg->client_tls));
+	config_free(cfg);
+
+	static const struct {
+		const char *lines;
+		const char *where;
+		const char *needle;
+	} bad[] = {
+		{"client_tls_cert_file = /nonexistent/c.pem\nclient_tls_key_file = /nonexistent/k.pem\n"
+		 "client_tls_sslmode = prefer",
+		 ":3:", "client_tls_cert_file: could not load \"/nonexistent/c.pem\": No such file"},
+		{"client_tls_sslmode = require\nclient_tls_cert_file = /nonexistent/c.pem", ":4:",
+		 "client_tls_cert_file is set but client_tls_key_file is not"},
+		{"client_tls_sslmode = allow\nclient_tls_protocols = tlsv9", ":4:",
+		 "use secure, all, legacy"},
+		{"client_tls_sslmode = allow\n\nclient_tls_ciphers = NOSUCHCIPHER", ":5:",
+		 "client_tls_ciphers \"NOSUCHCIPHER\""},
+		{"client_tls_sslmode = verify-full\nclient_tls_ca_file = /nonexistent/ca.pem", ":4:",
+		 "client_tls_ca_file: could not load"},
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char body[512];
+		snprintf(body, sizeof(body), "[berth]\nauth_type = trust\n%s\n", bad[i].lines);
+		load_fails(write_file("tls.ini", body), NULL, bad[i].where, bad[i].needle,
+			   (char *)NULL);
+	}
+	/* from the environment, the message names the variable */
+	char *envp[] = {"DATABASE_URL=postgres://u:p@db/app", "BERTH_CLIENT_TLS_SSLMODE=require",
+			"BERTH_CLIENT_TLS_KEY_FILE=/nonexistent/k.pem",
+			"BERTH_CLIENT_TLS_CERT_FILE=/nonexistent/c.pem", NULL};
+	load_fails(NULL, envp, "environment variable BERTH_CLIENT_TLS_CERT_FILE",
+		   "No such file or directory", (char *)NULL);
 }
 
 static void test_prisma_url_parameters(void **state)
@@ -1566,6 +1615,7 @@ int main(void)
 		cmocka_unit_test(test_pgbouncer_section_and_case),
 		cmocka_unit_test(test_realistic_pgbouncer_file),
 		cmocka_unit_test(test_pgbouncer_settings_refused),
+		cmocka_unit_test(test_client_tls_settings),
 		cmocka_unit_test(test_databases_pgbouncer_options),
 		cmocka_unit_test(test_prisma_url_parameters),
 		cmocka_unit_test(test_server_tls_protocols),

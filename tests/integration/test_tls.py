@@ -1,0 +1,347 @@
+"""TLS between clients and berth (client_tls_*): libpq's sslmodes against each
+client_tls_sslmode, client certificates, the self-signed default, the unix
+socket, data in volume over TLS, reload, and clients that misbehave during
+the handshake. Certificates come from the openssl command, made per module."""
+
+import os
+import socket
+import ssl
+import struct
+import subprocess
+import tempfile
+import time
+
+import psycopg
+import pytest
+
+import pgwire
+from harness import PG_BIN
+
+
+def openssl(*args, cwd):
+    subprocess.run(["openssl"] + list(args), cwd=cwd, check=True, capture_output=True)
+
+
+def make_cert(d, name, cn, ca, san=None):
+    """name.key/name.crt signed by ca (a name made earlier), EC P-256."""
+    openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", name + ".key", "-out", name + ".csr", "-subj", "/CN=" + cn, cwd=d)
+    ext = []
+    if san:
+        with open(os.path.join(d, name + ".ext"), "w") as f:
+            f.write("subjectAltName=%s\n" % san)
+        ext = ["-extfile", name + ".ext"]
+    openssl("x509", "-req", "-in", name + ".csr", "-CA", ca + ".crt", "-CAkey", ca + ".key",
+            "-CAcreateserial", "-out", name + ".crt", "-days", "2", *ext, cwd=d)
+    os.chmod(os.path.join(d, name + ".key"), 0o600)
+
+
+def make_ca(d, name, cn):
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", name + ".key", "-out", name + ".crt", "-days", "2", "-subj", "/CN=" + cn,
+            cwd=d)
+
+
+@pytest.fixture(scope="module")
+def certs():
+    d = tempfile.mkdtemp(prefix="berth-tls-")
+    make_ca(d, "ca", "berth test CA")
+    make_ca(d, "rogue", "someone else's CA")
+    make_cert(d, "server", "localhost", "ca", san="DNS:localhost,IP:127.0.0.1")
+    make_cert(d, "server2", "localhost", "ca", san="DNS:localhost,IP:127.0.0.1")
+    make_cert(d, "client_app", "app", "ca")
+    make_cert(d, "client_other", "other", "ca")
+    make_cert(d, "client_rogue", "app", "rogue")
+    yield lambda name: os.path.join(d, name)
+    subprocess.run(["rm", "-rf", d])
+
+
+def served_cert(certs):
+    return dict(client_tls_cert_file=certs("server.crt"), client_tls_key_file=certs("server.key"))
+
+
+def verify_full(certs, **kw):
+    return dict(sslmode="verify-full", sslrootcert=certs("ca.crt"), **kw)
+
+
+def tls_in_use(conn):
+    return conn.pgconn.ssl_in_use
+
+
+def test_require_serves_tls_clients_in_volume(berth, certs):
+    b = berth(client_tls_sslmode="require", **served_cert(certs))
+    with b.connect(**verify_full(certs)) as conn:
+        assert tls_in_use(conn)
+        # a result far larger than berth's buffers and TLS records, byte for byte
+        rows = conn.execute("SELECT g, md5(g::text) || repeat('x', 900) FROM "
+                            "generate_series(1, 20000) g").fetchall()
+        assert len(rows) == 20000
+        assert rows[12344] == (12345, conn.execute(
+            "SELECT md5('12345') || repeat('x', 900)").fetchone()[0])
+        # COPY out
+        with conn.cursor() as cur:
+            with cur.copy("COPY (SELECT g, repeat('y', 200) FROM generate_series(1, 30000) g) "
+                          "TO STDOUT") as cp:
+                n = sum(1 for _ in cp.rows())
+        assert n == 30000
+        # a pipeline of extended-protocol statements
+        with conn.pipeline():
+            curs = [conn.execute("SELECT %s::int * 2", (i,)) for i in range(200)]
+        assert [c.fetchone()[0] for c in curs] == [i * 2 for i in range(200)]
+
+
+def test_copy_in_over_tls_in_a_transaction(berth, certs, pg):
+    b = berth(client_tls_sslmode="require", **served_cert(certs))
+    with b.connect(sslmode="require") as conn:
+        conn.execute("DROP TABLE IF EXISTS tls_copy")
+        conn.execute("CREATE TABLE tls_copy (a int, b text)")
+    try:
+        with b.connect(sslmode="require", autocommit=False) as conn:
+            with conn.cursor() as cur:
+                with cur.copy("COPY tls_copy FROM STDIN") as cp:
+                    for i in range(50000):
+                        cp.write_row((i, "z" * 100))
+            conn.commit()
+        assert pg.sql("SELECT count(*), sum(a), min(length(b)) FROM tls_copy") == \
+            [(50000, sum(range(50000)), 100)]
+    finally:
+        pg.sql("DROP TABLE IF EXISTS tls_copy")
+
+
+def test_require_refuses_plain_clients_and_keeps_serving(berth, certs, pg):
+    b = berth(client_tls_sslmode="require", **served_cert(certs))
+    with pytest.raises(psycopg.OperationalError) as ei:
+        b.connect(sslmode="disable").close()
+    assert "SSL required" in str(ei.value)
+    # on the wire: an ErrorResponse 28000, then the connection ends
+    c = pgwire.Conn(b.host, b.port)
+    try:
+        c.startup({"user": "app", "database": "app"})
+        t, p = c.read_msg()
+        assert t == b"E"
+        fields = pgwire.parse_error_fields(p)
+        assert fields["C"] == "28000" and fields["M"] == "SSL required"
+        assert c.is_closed()
+    finally:
+        c.close()
+    with b.connect(sslmode="require") as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_prefer_with_the_self_signed_default(berth, certs):
+    """No certificate configured: berth makes one, enough for sslmode=require,
+    while plain clients still log in (prefer) and verifying clients refuse it."""
+    b = berth(client_tls_sslmode="prefer")
+    with b.connect(sslmode="require") as conn:
+        assert tls_in_use(conn)
+        assert conn.execute("SELECT 2").fetchone() == (2,)
+    with b.connect(sslmode="prefer") as conn:
+        assert tls_in_use(conn)  # libpq's default asks, and berth now says yes
+    with b.connect(sslmode="disable") as conn:
+        assert not tls_in_use(conn)
+        assert conn.execute("SELECT 3").fetchone() == (3,)
+    with pytest.raises(psycopg.OperationalError) as ei:
+        b.connect(**verify_full(certs)).close()
+    assert "certificate verify failed" in str(ei.value)
+
+
+def test_unix_socket_clients_do_not_use_tls(berth, certs):
+    d = tempfile.mkdtemp(prefix="berth-tls-sock-")
+    os.chmod(d, 0o755)
+    b = berth(client_tls_sslmode="require", unix_socket_dir=d, **served_cert(certs))
+    with b.connect(host=d, sslmode="prefer") as conn:
+        assert not tls_in_use(conn)  # 'N' over the socket, as PostgreSQL
+        assert conn.execute("SELECT 4").fetchone() == (4,)
+    with b.connect(sslmode="require") as conn:  # TCP beside it still needs TLS
+        assert tls_in_use(conn)
+
+
+def test_verify_ca_needs_a_client_certificate_from_the_ca(berth, certs):
+    b = berth(client_tls_sslmode="verify-ca", client_tls_ca_file=certs("ca.crt"),
+              **served_cert(certs))
+    with b.connect(**verify_full(certs, sslcert=certs("client_app.crt"),
+                                 sslkey=certs("client_app.key"))) as conn:
+        assert conn.execute("SELECT 5").fetchone() == (5,)
+    # verify-ca does not look at the name: CN=other may log in as app
+    with b.connect(**verify_full(certs, sslcert=certs("client_other.crt"),
+                                 sslkey=certs("client_other.key"))) as conn:
+        assert conn.execute("SELECT 6").fetchone() == (6,)
+    for extra in ({}, dict(sslcert=certs("client_rogue.crt"), sslkey=certs("client_rogue.key"))):
+        with pytest.raises(psycopg.OperationalError):
+            b.connect(**verify_full(certs, **extra)).close()
+    assert b.alive()
+    with b.connect(**verify_full(certs, sslcert=certs("client_app.crt"),
+                                 sslkey=certs("client_app.key"))) as conn:
+        assert conn.execute("SELECT 7").fetchone() == (7,)
+
+
+def test_verify_full_needs_the_users_name_in_the_certificate(berth, certs):
+    b = berth(client_tls_sslmode="verify-full", client_tls_ca_file=certs("ca.crt"),
+              **served_cert(certs))
+    with b.connect(**verify_full(certs, sslcert=certs("client_app.crt"),
+                                 sslkey=certs("client_app.key"))) as conn:
+        assert conn.execute("SELECT 8").fetchone() == (8,)
+    with pytest.raises(psycopg.OperationalError) as ei:
+        b.connect(**verify_full(certs, sslcert=certs("client_other.crt"),
+                                sslkey=certs("client_other.key"))).close()
+    assert "CN mismatch" in str(ei.value)
+
+
+def raw_tls(b, certs=None):
+    """SSLRequest on a raw socket, 'S', then a TLS session (verified when certs is given)."""
+    c = pgwire.Conn(b.host, b.port)
+    c.send(struct.pack("!II", 8, pgwire.SSL_REQUEST))
+    assert c.read_byte() == b"S"
+    ctx = ssl.create_default_context(cafile=certs("ca.crt")) if certs else \
+        ssl._create_unverified_context()
+    c.sock = ctx.wrap_socket(c.sock, server_hostname="localhost")
+    return c
+
+
+def test_raw_tls_login_and_cancel_key(berth, certs, pg):
+    b = berth(client_tls_sslmode="require", **served_cert(certs))
+    c = raw_tls(b, certs)
+    try:
+        c.login("app", pg.password, "app")
+        assert c.simple_query("SELECT 'over tls'") == ([["over tls"]], None)
+        # a second SSLRequest inside TLS is a protocol violation, not a second 'S'
+    finally:
+        c.close()
+    c = raw_tls(b)
+    try:
+        c.send(struct.pack("!II", 8, pgwire.SSL_REQUEST))
+        t, p = c.read_msg()
+        assert t == b"E" and pgwire.parse_error_fields(p)["C"] == "08P01"
+        assert c.is_closed()
+    finally:
+        c.close()
+
+
+def test_unencrypted_bytes_after_sslrequest_are_refused(berth, certs):
+    b = berth(client_tls_sslmode="require", **served_cert(certs))
+    c = pgwire.Conn(b.host, b.port)
+    try:
+        # SSLRequest and a StartupMessage in one write: the second was never encrypted
+        c.send(struct.pack("!II", 8, pgwire.SSL_REQUEST) +
+               pgwire.startup_packet({"user": "app", "database": "app"}))
+        t, p = c.read_msg()
+        assert t == b"E"
+        f = pgwire.parse_error_fields(p)
+        assert f["C"] == "08P01" and "unencrypted data after SSL request" in f["M"]
+        assert c.is_closed()
+    finally:
+        c.close()
+    with b.connect(sslmode="require") as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_broken_and_stalled_handshakes_end_and_others_go_on(berth, certs):
+    b = berth(client_tls_sslmode="require", client_login_timeout=1, **served_cert(certs))
+    # junk where a ClientHello belongs
+    junk = pgwire.Conn(b.host, b.port)
+    junk.send(struct.pack("!II", 8, pgwire.SSL_REQUEST))
+    assert junk.read_byte() == b"S"
+    junk.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" * 4)
+    # a client that stops after 'S'
+    stalled = pgwire.Conn(b.host, b.port)
+    stalled.send(struct.pack("!II", 8, pgwire.SSL_REQUEST))
+    assert stalled.read_byte() == b"S"
+    # a client that goes away in the middle of its handshake
+    half = socket.create_connection((b.host, b.port))
+    half.sendall(struct.pack("!II", 8, pgwire.SSL_REQUEST))
+    assert half.recv(1) == b"S"
+    half.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")
+    half.close()
+    try:
+        with b.connect(sslmode="require") as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+        assert junk.is_closed(5)
+        t0 = time.monotonic()
+        assert stalled.is_closed(5)  # client_login_timeout covers the handshake
+        assert time.monotonic() - t0 < 4
+    finally:
+        junk.close()
+        stalled.close()
+    assert b.alive()
+
+
+def test_pgbench_over_tls_extended_and_connect_per_transaction(berth, certs):
+    b = berth(client_tls_sslmode="require", pool_size=4, **served_cert(certs))
+    env = b.libpq_env(PGSSLMODE="require")
+    script = os.path.join(b.workdir, "tls.sql")
+    with open(script, "w") as f:
+        f.write("\\set x random(1, 1000000)\nSELECT :x * 2, repeat('t', 3000);\n")
+    for args in (["-M", "extended", "-c", "8", "-T", "3"], ["-C", "-c", "4", "-T", "2"]):
+        out = subprocess.run([PG_BIN + "/pgbench", "-n", "-f", script, "-j", "2"] + args,
+                             env=env, capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        assert "error" not in out.stderr.lower()
+        done = int(out.stdout.split("number of transactions actually processed: ")[1].split()[0]
+                   .split("/")[0])
+        assert done > 50
+
+
+def test_show_clients_names_the_tls_session(berth, certs, pg):
+    b = berth.file(settings=dict(client_tls_sslmode="prefer", admin_users="app",
+                                 client_tls_cert_file=certs("server.crt"),
+                                 client_tls_key_file=certs("server.key")))
+    with b.connect(sslmode="require", application_name="tls-client") as tls_conn, \
+            b.connect(sslmode="disable", application_name="plain-client") as plain_conn:
+        assert tls_conn.execute("SELECT 1").fetchone() == (1,)
+        assert plain_conn.execute("SELECT 1").fetchone() == (1,)
+        with b.connect(dbname="pgbouncer", sslmode="disable") as admin:
+            cur = admin.execute("SHOW CLIENTS")
+            cols = [d.name for d in cur.description]
+            rows = [dict(zip(cols, r)) for r in cur.fetchall()]
+    by_app = {r["application_name"]: r for r in rows}
+    assert by_app["tls-client"]["tls"].startswith("TLSv1.")
+    assert by_app["plain-client"]["tls"] in ("", None)
+
+
+def test_reload_switches_certificates_for_new_connections(berth, certs):
+    b = berth.file(settings=dict(client_tls_sslmode="require",
+                                 client_tls_cert_file=certs("server.crt"),
+                                 client_tls_key_file=certs("server.key")))
+
+    def served_der():
+        c = raw_tls(b, certs)
+        try:
+            return c.sock.getpeercert(binary_form=True)
+        finally:
+            c.close()
+
+    def file_der(name):
+        with open(certs(name)) as f:
+            return ssl.PEM_cert_to_DER_cert(f.read())
+
+    assert served_der() == file_der("server.crt")
+    kept = b.connect(sslmode="require")
+    with open(b.ini_path) as f:
+        ini = f.read()
+    with open(b.ini_path, "w") as f:
+        f.write(ini.replace("server.crt", "server2.crt").replace("server.key", "server2.key"))
+    os.kill(b.pid, 1)  # SIGHUP
+    deadline = time.monotonic() + 10
+    while served_der() != file_der("server2.crt") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert served_der() == file_der("server2.crt")
+    assert kept.execute("SELECT 'still here'").fetchone() == ("still here",)
+    kept.close()
+    # a reload naming a file that is not there is refused; the old certificate stays
+    with open(b.ini_path, "w") as f:
+        f.write(ini.replace("server.crt", "missing.crt"))
+    os.kill(b.pid, 1)
+    time.sleep(1)
+    assert "missing.crt" in b.stderr()
+    assert served_der() == file_der("server2.crt")
+    assert b.alive()
+
+
+def test_bad_certificate_file_is_a_configuration_error(berth, certs):
+    b = berth(client_tls_sslmode="require", client_tls_cert_file=certs("nope.crt"),
+              client_tls_key_file=certs("server.key"), start=False)
+    out = subprocess.run([os.environ["BERTH_BIN"]], env=b.env, capture_output=True, text=True,
+                         timeout=10)
+    assert out.returncode == 2
+    assert "environment variable BERTH_CLIENT_TLS_CERT_FILE" in out.stderr
+    assert "No such file or directory" in out.stderr
