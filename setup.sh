@@ -22,7 +22,7 @@ BUILD_PKGS="build-essential autoconf automake libtool pkg-config libevent-dev li
  libcmocka-dev libidn-dev"
 # What run and the tests need besides (groff-base: the man page is checked with groff;
 # curl and python3-yaml: test_docs.py runs the image's HEALTHCHECK and reads doc/deploy.md;
-# openssl: test_upstream_options.py makes a throwaway CA and server certificate).
+# openssl: test_upstream_options.py and test_tls.py make throwaway CAs and certificates).
 TEST_PKGS="postgresql-15 postgresql-client-15 postgresql-contrib python3 python3-psycopg
  python3-pytest python3-psycopg-pool python3-asyncpg python3-yaml curl openssl
  libpostgresql-jdbc-java default-jdk-headless pgbouncer passwd util-linux groff-base nodejs npm"

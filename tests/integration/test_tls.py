@@ -15,7 +15,7 @@ import psycopg
 import pytest
 
 import pgwire
-from harness import PG_BIN
+from harness import NODE_DIR, PG_BIN
 
 
 def openssl(*args, cwd):
@@ -345,3 +345,38 @@ def test_bad_certificate_file_is_a_configuration_error(berth, certs):
     assert out.returncode == 2
     assert "environment variable BERTH_CLIENT_TLS_CERT_FILE" in out.stderr
     assert "No such file or directory" in out.stderr
+
+
+def test_node_postgres_and_asyncpg_verify_berth_over_tls(berth, certs, pg):
+    """Drivers with their own TLS stacks (Node's, Python's ssl) verify berth's
+    certificate and run their usual traffic through transaction pooling."""
+    b = berth("transaction", pool_size=5, max_client_conn=100, client_tls_sslmode="require",
+              **served_cert(certs))
+    env = dict(os.environ, MIX_TABLE="node_mix_tls",
+               DATABASE_URL=b.url(sslmode="verify-full", sslrootcert=certs("ca.crt")))
+    r = subprocess.run(["node", os.path.join(NODE_DIR, "pool_mix.js")], env=env, cwd=NODE_DIR,
+                       capture_output=True, text=True, timeout=100)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "checks passed" in r.stdout
+    assert pg.server_conns("app") <= 5
+
+    import asyncio
+
+    import asyncpg
+
+    async def main():
+        ctx = ssl.create_default_context(cafile=certs("ca.crt"))
+        conns = [await asyncpg.connect(host=b.host, port=b.port, user=b.user,
+                                       password=b.password, database=b.dbname, ssl=ctx)
+                 for _ in range(8)]
+        try:
+            got = await asyncio.gather(*[c.fetchval("SELECT $1::int * 3", i)
+                                         for i, c in enumerate(conns)])
+            assert got == [i * 3 for i in range(8)]
+            big = await conns[0].fetch("SELECT g, repeat('a', 1000) FROM generate_series(1, 5000) g")
+            assert len(big) == 5000 and big[-1][0] == 5000
+        finally:
+            for c in conns:
+                await c.close()
+
+    asyncio.run(main())
