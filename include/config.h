@@ -26,7 +26,7 @@ enum config_flags { CF_RELOAD = 1, CF_RESTART = 2, CF_SECRET = 4 };
  * pool_mode != POOL_SESSION.
  */
 enum pool_mode { POOL_SESSION = 0, POOL_TRANSACTION, POOL_STATEMENT };
-enum auth_type { AUTH_SCRAM = 0, AUTH_MD5, AUTH_PLAIN, AUTH_TRUST };
+enum auth_type { AUTH_SCRAM = 0, AUTH_MD5, AUTH_PLAIN, AUTH_TRUST, AUTH_CERT };
 
 /* One [databases] entry (or the one DATABASE_URL makes). */
 struct db_def {

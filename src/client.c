@@ -614,8 +614,17 @@ static void client_start_auth(struct client *c)
 
 	switch (cfg->auth_type) {
 	case AUTH_TRUST:
+	case AUTH_CERT:
 		if (!cred) {
 			client_fail(c, ERR_INVALID_AUTH_SPEC, "role \"%s\" does not exist", c->user);
+			return;
+		}
+		/* cert: the handshake verified the certificate; its CN names who may log in. */
+		if (cfg->auth_type == AUTH_CERT &&
+		    (!c->sb.ssl || !tls_peer_cn_matches(c->sb.ssl, c->user))) {
+			c->w->stats.logins_failed++;
+			client_fail(c, ERR_INVALID_AUTH_SPEC,
+				    "certificate authentication failed for user \"%s\"", c->user);
 			return;
 		}
 		client_login_ok(c);

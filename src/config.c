@@ -89,7 +89,7 @@ static const struct enum_value auth_type_values[] = {
 	{"any", -1,
 	 "berth does not support auth_type any; use trust, with user= in [databases] entries"},
 	{"hba", -1, "berth does not support auth_type hba (no auth_hba_file)"},
-	{"cert", -1, "berth does not support auth_type cert; use client_tls_sslmode verify-full"},
+	{"cert", AUTH_CERT, NULL},
 	{"pam", -1, "berth does not support auth_type pam"},
 	{"ldap", -1, "berth does not support auth_type ldap"},
 	{NULL, 0, NULL},
@@ -810,6 +810,8 @@ const char *auth_type_name(int type)
 		return "plain";
 	case AUTH_TRUST:
 		return "trust";
+	case AUTH_CERT:
+		return "cert";
 	default:
 		return "unknown";
 	}
@@ -2252,7 +2254,11 @@ static bool validate(struct loader *ld)
 {
 	struct config *cfg = ld->cfg;
 	bool have_auth_file = cfg->auth_file && cfg->auth_file[0];
-	if (cfg->auth_type != AUTH_TRUST && !have_auth_file && !ld->url_credentials)
+	if (cfg->auth_type == AUTH_CERT && cfg->client_tls_sslmode < TLS_VERIFY_CA)
+		return load_fail(ld, "auth_type cert needs client_tls_sslmode verify-ca or verify-full "
+				     "(and client_tls_ca_file): it logs clients in by their certificate");
+	if (cfg->auth_type != AUTH_TRUST && cfg->auth_type != AUTH_CERT && !have_auth_file &&
+	    !ld->url_credentials)
 		return load_fail(ld,
 				 "auth_type %s needs credentials: set auth_file, or give "
 				 "DATABASE_URL a user and password (or use auth_type trust)",

@@ -380,3 +380,31 @@ def test_node_postgres_and_asyncpg_verify_berth_over_tls(berth, certs, pg):
                 await c.close()
 
     asyncio.run(main())
+
+
+def test_auth_type_cert_logs_in_by_certificate(berth, certs, pg):
+    """auth_type cert (PgBouncer's): no password asked; the verified certificate's
+    CN must be the user. Server logins still use berth's own credentials."""
+    b = berth.file(settings=dict(auth_type="cert", client_tls_sslmode="verify-ca",
+                                 client_tls_ca_file=certs("ca.crt"),
+                                 client_tls_cert_file=certs("server.crt"),
+                                 client_tls_key_file=certs("server.key")),
+                   login=("app", "not-the-password"))
+    ok = verify_full(certs, sslcert=certs("client_app.crt"), sslkey=certs("client_app.key"))
+    with b.connect(**ok) as conn:
+        assert conn.execute("SELECT current_user").fetchone() == ("app",)
+    # a valid certificate for another name
+    with pytest.raises(psycopg.OperationalError) as ei:
+        b.connect(**verify_full(certs, sslcert=certs("client_other.crt"),
+                                sslkey=certs("client_other.key"))).close()
+    assert 'certificate authentication failed for user "app"' in str(ei.value)
+    # no certificate at all: the handshake itself fails (verify-ca)
+    with pytest.raises(psycopg.OperationalError):
+        b.connect(**verify_full(certs)).close()
+    # a user berth does not know, even with a matching certificate name
+    with pytest.raises(psycopg.OperationalError) as ei:
+        b.connect(user="other", **verify_full(certs, sslcert=certs("client_other.crt"),
+                                              sslkey=certs("client_other.key"))).close()
+    assert 'role "other" does not exist' in str(ei.value)
+    with b.connect(**ok) as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)

@@ -428,13 +428,13 @@ static void test_enum_values(void **state)
 	assert_int_equal(cfg->pool_mode, POOL_STATEMENT);
 	assert_formats(cfg, "pool_mode", "statement");
 	assert_set_fails(cfg, "pool_mode", "bogus", "not one of: session, transaction, statement");
-	const char *modes[] = {"scram-sha-256", "md5", "plain", "trust"};
-	for (size_t i = 0; i < 4; i++) {
+	const char *modes[] = {"scram-sha-256", "md5", "plain", "trust", "cert"};
+	for (size_t i = 0; i < 5; i++) {
 		assert_set_ok(cfg, "auth_type", modes[i]);
 		assert_int_equal(cfg->auth_type, (int)i);
 		assert_string_equal(auth_type_name(cfg->auth_type), modes[i]);
 	}
-	const char *refused[] = {"any", "hba", "cert", "pam"};
+	const char *refused[] = {"any", "hba", "ldap", "pam"};
 	for (size_t i = 0; i < 4; i++)
 		assert_set_fails(cfg, "auth_type", refused[i], "not support");
 	assert_set_fails(cfg, "auth_type", "password", "not one of");
@@ -749,6 +749,10 @@ static void test_client_tls_settings(void **state)
 		load_fails(write_file("tls.ini", body), NULL, bad[i].where, bad[i].needle,
 			   (char *)NULL);
 	}
+	/* auth_type cert logs in by certificate: only with certificates checked */
+	load_fails(write_file("cert.ini", "[berth]\nauth_type = cert\nclient_tls_sslmode = require\n"),
+		   NULL, "auth_type cert needs client_tls_sslmode verify-ca or verify-full",
+		   (char *)NULL);
 	/* from the environment, the message names the variable */
 	char *envp[] = {"DATABASE_URL=postgres://u:p@db/app", "BERTH_CLIENT_TLS_SSLMODE=require",
 			"BERTH_CLIENT_TLS_KEY_FILE=/nonexistent/k.pem",
