@@ -90,7 +90,7 @@ CONFIG_KEY(client_tls_ca_file, CT_STRING, "", 0, 0, CF_RELOAD,
 CONFIG_KEY(client_tls_protocols, CT_STRING, "secure", 0, 0, CF_RELOAD,
 	   "TLS versions offered to clients: secure (TLSv1.2 and 1.3), all, legacy, or a list of tlsv1.0 .. tlsv1.3.")
 CONFIG_KEY(client_tls_ciphers, CT_STRING, "default", 0, 0, CF_RELOAD,
-	   "OpenSSL cipher list for TLS 1.2 and older; default, secure, normal or fast = OpenSSL's defaults.")
+	   "OpenSSL cipher list for TLS 1.2 and older; default, secure, normal or fast = OpenSSL's defaults, legacy or all = ALL.")
 CONFIG_KEY(client_tls13_ciphers, CT_STRING, "", 0, 0, CF_RELOAD,
 	   "OpenSSL TLS 1.3 cipher suites (TLS_AES_256_GCM_SHA384:...); empty = OpenSSL's defaults.")
 CONFIG_KEY(client_tls_ecdhcurve, CT_STRING, "auto", 0, 0, CF_RELOAD,

@@ -108,22 +108,26 @@ static bool set_protocols(SSL_CTX *ctx, const char *protocols, const char **bad_
 	return true;
 }
 
-static bool openssl_default_ciphers(const char *ciphers)
+/* PgBouncer's cipher words: its named lists are OpenSSL's defaults here, except "legacy" (all). */
+static const char *openssl_cipher_list(const char *ciphers)
 {
-	static const char *const words[] = {"default", "secure", "normal", "fast"};
+	static const char *const defaults[] = {"default", "secure", "normal", "fast"};
 	if (empty(ciphers))
-		return true;
-	for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
-		if (strcasecmp(ciphers, words[i]) == 0)
-			return true;
-	return false;
+		return NULL;
+	for (size_t i = 0; i < sizeof(defaults) / sizeof(defaults[0]); i++)
+		if (strcasecmp(ciphers, defaults[i]) == 0)
+			return NULL;
+	if (strcasecmp(ciphers, "legacy") == 0 || strcasecmp(ciphers, "all") == 0)
+		return "ALL";
+	return ciphers;
 }
 
 static bool set_ciphers(SSL_CTX *ctx, const struct client_tls_settings *s, const char **bad_key,
 			char *msg, size_t len)
 {
 	*bad_key = "client_tls_ciphers";
-	if (!openssl_default_ciphers(s->ciphers) && SSL_CTX_set_cipher_list(ctx, s->ciphers) != 1)
+	const char *list = openssl_cipher_list(s->ciphers);
+	if (list && SSL_CTX_set_cipher_list(ctx, list) != 1)
 		return tls_fail(msg, len, "client_tls_ciphers", s->ciphers);
 	*bad_key = "client_tls13_ciphers";
 	if (!empty(s->tls13_ciphers) && SSL_CTX_set_ciphersuites(ctx, s->tls13_ciphers) != 1)
@@ -198,7 +202,9 @@ SSL_CTX *tls_client_ctx_new(const struct client_tls_settings *s, const char **ba
 	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
 				      SSL_MODE_RELEASE_BUFFERS);
 	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
+	/* No resumption: libpq never resumes, so tickets would be bytes and CPU for nothing. */
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+	SSL_CTX_set_num_tickets(ctx, 0);
 	if (!set_protocols(ctx, s->protocols, bad_key, msg, len) ||
 	    !set_ciphers(ctx, s, bad_key, msg, len) || !set_identity(ctx, s, bad_key, msg, len) ||
 	    !set_client_verification(ctx, s, bad_key, msg, len)) {
