@@ -840,7 +840,7 @@ struct sock_row {
 	bool close_needed;
 	const void *ptr, *link;
 	int remote_pid;
-	const SSL *ssl;
+	SSL *ssl; /* not const: OpenSSL's getters of the negotiated group take a plain SSL * */
 	const char *application_name;
 	size_t prepared;
 	uint64_t id;
@@ -904,9 +904,15 @@ static void socket_row(struct exec *x, const struct sock_row *r)
 	snprintf(ptr, sizeof(ptr), "%p", r->ptr);
 	if (r->link)
 		snprintf(link, sizeof(link), "%p", r->link);
-	if (r->ssl)
-		snprintf(tls, sizeof(tls), "%s/%s", SSL_get_version(r->ssl),
-			 SSL_CIPHER_get_name(SSL_get_current_cipher(r->ssl)));
+	if (r->ssl) {
+		/* PgBouncer's form: protocol/cipher, then the key exchange group when there is one. */
+		int group = SSL_get_negotiated_group(r->ssl);
+		const char *gname =
+			group > 0 && !(group & TLSEXT_nid_unknown) ? OBJ_nid2sn(group) : NULL;
+		snprintf(tls, sizeof(tls), "%s/%s%s%s", SSL_get_version(r->ssl),
+			 SSL_CIPHER_get_name(SSL_get_current_cipher(r->ssl)), gname ? "/ECDH=" : "",
+			 gname ? gname : "");
+	}
 	struct out *o = x->o;
 	out_row_begin(o, N_SOCKET_COLS + (x->sockets ? N_BUFFER_COLS : 0));
 	out_text(o, r->type);
