@@ -34,6 +34,7 @@
 #include "runtime.h"
 #include "server.h"
 #include "stats.h"
+#include "tls.h"
 
 /* Type OIDs of the columns (pg_type), as PgBouncer describes them. */
 #define OID_INT8 20
@@ -1938,9 +1939,14 @@ static enum exec_result cmd_set(struct exec *x, const char *key, const char *val
 	const char *name = config_key_name((size_t)i);
 	if (!(config_key_flags((size_t)i) & CF_RELOAD))
 		return ex_error(x, ERR_CONSOLE, "setting %s needs a restart", name);
-	if (strcmp(name, "auth_file") == 0)
-		return ex_error(x, ERR_CONSOLE, "setting auth_file is read by RELOAD: "
-						"change the configuration file");
+	/* Files read at load (and the TLS context built from them) change only with a reload. */
+	if (strcmp(name, "auth_file") == 0 || strncmp(name, "client_tls", 10) == 0)
+		return ex_error(x, ERR_CONSOLE, "setting %s is read by RELOAD: "
+						"change the configuration file", name);
+	if (strcmp(name, "auth_type") == 0 && strcasecmp(value, "cert") == 0 &&
+	    worker_config(x->w)->client_tls_sslmode < TLS_VERIFY_CA)
+		return ex_error(x, ERR_CONSOLE, "SET failed: auth_type cert needs client_tls_sslmode "
+						"verify-ca or verify-full");
 	char err[512];
 	if (!config_key_set(x->w->rt->cfg, (size_t)i, value, err, sizeof(err)))
 		return ex_error(x, ERR_CONSOLE, "SET failed: %s", err);

@@ -409,3 +409,19 @@ def test_auth_type_cert_logs_in_by_certificate(berth, certs, pg):
     assert 'role "other" does not exist' in str(ei.value)
     with b.connect(**ok) as conn:
         assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_console_set_leaves_tls_settings_to_reload(berth, certs):
+    """SET on the console cannot half-apply TLS: the context is built from files at load."""
+    b = berth.file(settings=dict(admin_users="app"))
+    with b.connect(dbname="pgbouncer") as admin:
+        for stmt, needle in (("SET client_tls_sslmode = require", "read by RELOAD"),
+                             ("SET client_tls_cert_file = '/x.pem'", "read by RELOAD"),
+                             ("SET auth_type = cert", "needs client_tls_sslmode verify-ca")):
+            with pytest.raises(psycopg.Error) as ei:
+                admin.execute(stmt)
+            assert needle in str(ei.value)
+        cfg = {r[0]: r[1] for r in admin.execute("SHOW CONFIG").fetchall()}
+    assert cfg["client_tls_sslmode"] == "disable" and cfg["auth_type"] == "scram-sha-256"
+    with b.connect(sslmode="disable") as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
