@@ -130,6 +130,13 @@ const struct auth_entry *config_find_auth(const struct config *cfg, const char *
 const char *config_server_password(const struct config *cfg, const struct db_def *def,
 				   const char *server_user);
 
+/*
+ * Build cfg->client_tls again from its client_tls_* values (console SET):
+ * on success the old context is released (open sessions keep theirs); on
+ * failure cfg->client_tls is unchanged and err says why.
+ */
+bool config_client_tls_rebuild(struct config *cfg, char *err, size_t errlen) BERTH_MUSTCHECK;
+
 /* Settings table access, for SHOW CONFIG, SET and generated docs. */
 size_t config_key_count(void);
 const char *config_key_name(size_t i);

@@ -1924,6 +1924,39 @@ static enum exec_result cmd_shutdown(struct exec *x, const char *arg)
 	return ex_done(x, "SHUTDOWN");
 }
 
+/*
+ * SET client_tls_*: the TLS context is built again from the new values at
+ * once, as PgBouncer does. Setting the files one at a time passes through
+ * states that do not fit together (a new key beside the old certificate):
+ * then the previous context stays in use and a warning says so, until the
+ * last piece arrives. client_tls_sslmode itself is refused unless the
+ * settings make a working context, so it never promises TLS that is not there.
+ */
+static enum exec_result cmd_set_client_tls(struct exec *x, size_t i, const char *name,
+					   const char *value)
+{
+	struct config *cfg = x->w->rt->cfg;
+	char old[300], err[512];
+	config_key_format(cfg, i, old, sizeof(old));
+	if (!config_key_set(cfg, i, value, err, sizeof(err)))
+		return ex_error(x, ERR_CONSOLE, "SET failed: %s", err);
+	if (!config_client_tls_rebuild(cfg, err, sizeof(err))) {
+		if (strcmp(name, "client_tls_sslmode") == 0) {
+			char again[512];
+			if (!config_key_set(cfg, i, old, again, sizeof(again))) /* it held this value */
+				log_warn("SET %s: could not restore \"%s\": %s", name, old, again);
+			return ex_error(x, ERR_CONSOLE, "SET failed: %s", err);
+		}
+		log_warn("SET %s: %s; client TLS goes on as before until the settings fit together",
+			 name, err);
+	}
+	char shown[300], tag[400];
+	config_key_format(cfg, i, shown, sizeof(shown));
+	log_info("SET %s=%s", name, shown);
+	snprintf(tag, sizeof(tag), "SET %s=%s", name, shown);
+	return ex_done(x, tag);
+}
+
 static enum exec_result cmd_set(struct exec *x, const char *key, const char *value)
 {
 	int f = fake_param(key);
@@ -1939,10 +1972,11 @@ static enum exec_result cmd_set(struct exec *x, const char *key, const char *val
 	const char *name = config_key_name((size_t)i);
 	if (!(config_key_flags((size_t)i) & CF_RELOAD))
 		return ex_error(x, ERR_CONSOLE, "setting %s needs a restart", name);
-	/* Files read at load (and the TLS context built from them) change only with a reload. */
-	if (strcmp(name, "auth_file") == 0 || strncmp(name, "client_tls", 10) == 0)
-		return ex_error(x, ERR_CONSOLE, "setting %s is read by RELOAD: "
-						"change the configuration file", name);
+	if (strcmp(name, "auth_file") == 0)
+		return ex_error(x, ERR_CONSOLE, "setting auth_file is read by RELOAD: "
+						"change the configuration file");
+	if (strncmp(name, "client_tls", 10) == 0)
+		return cmd_set_client_tls(x, (size_t)i, name, value);
 	if (strcmp(name, "auth_type") == 0 && strcasecmp(value, "cert") == 0 &&
 	    worker_config(x->w)->client_tls_sslmode < TLS_VERIFY_CA)
 		return ex_error(x, ERR_CONSOLE, "SET failed: auth_type cert needs client_tls_sslmode "

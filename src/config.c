@@ -2271,11 +2271,13 @@ static bool validate(struct loader *ld)
 }
 
 /* client_tls_*: the SSL_CTX is built now, so a bad file fails the load (or the reload). */
-static bool load_client_tls(struct loader *ld)
+/* The TLS context cfg's client_tls_* describe; NULL on failure (msg, *bad_key) or for disable. */
+static SSL_CTX *client_tls_from(const struct config *cfg, const char **bad_key, char *msg,
+				size_t len)
 {
-	struct config *cfg = ld->cfg;
+	*bad_key = NULL;
 	if (cfg->client_tls_sslmode == TLS_DISABLE)
-		return true;
+		return NULL;
 	const struct client_tls_settings s = {
 		.mode = cfg->client_tls_sslmode,
 		.cert_file = cfg->client_tls_cert_file,
@@ -2286,10 +2288,28 @@ static bool load_client_tls(struct loader *ld)
 		.tls13_ciphers = cfg->client_tls13_ciphers,
 		.ecdhcurve = cfg->client_tls_ecdhcurve,
 	};
+	return tls_client_ctx_new(&s, bad_key, msg, len);
+}
+
+bool config_client_tls_rebuild(struct config *cfg, char *err, size_t errlen)
+{
+	const char *bad_key;
+	SSL_CTX *ctx = client_tls_from(cfg, &bad_key, err, errlen);
+	if (!ctx && bad_key)
+		return false;
+	SSL_CTX_free(cfg->client_tls); /* sessions already open hold their own reference */
+	cfg->client_tls = ctx;
+	return true;
+}
+
+/* client_tls_*: the SSL_CTX is built now, so a bad file fails the load (or the reload). */
+static bool load_client_tls(struct loader *ld)
+{
+	struct config *cfg = ld->cfg;
 	char msg[400];
-	const char *bad_key = "client_tls_sslmode";
-	cfg->client_tls = tls_client_ctx_new(&s, &bad_key, msg, sizeof(msg));
-	if (cfg->client_tls)
+	const char *bad_key;
+	cfg->client_tls = client_tls_from(cfg, &bad_key, msg, sizeof(msg));
+	if (cfg->client_tls || !bad_key)
 		return true;
 	/* Point at where the key that failed was set: its line, or its variable. */
 	int i = config_key_lookup(bad_key);

@@ -198,6 +198,20 @@ def raw_tls(b, certs=None):
     return c
 
 
+def served_der(b, certs):
+    """The certificate berth shows a TLS client now (DER)."""
+    c = raw_tls(b, certs)
+    try:
+        return c.sock.getpeercert(binary_form=True)
+    finally:
+        c.close()
+
+
+def file_der(certs, name):
+    with open(certs(name)) as f:
+        return ssl.PEM_cert_to_DER_cert(f.read())
+
+
 def test_raw_tls_login_and_cancel_key(berth, certs, pg):
     b = berth(client_tls_sslmode="require", **served_cert(certs))
     c = raw_tls(b, certs)
@@ -304,18 +318,7 @@ def test_reload_switches_certificates_for_new_connections(berth, certs):
                                  client_tls_cert_file=certs("server.crt"),
                                  client_tls_key_file=certs("server.key")))
 
-    def served_der():
-        c = raw_tls(b, certs)
-        try:
-            return c.sock.getpeercert(binary_form=True)
-        finally:
-            c.close()
-
-    def file_der(name):
-        with open(certs(name)) as f:
-            return ssl.PEM_cert_to_DER_cert(f.read())
-
-    assert served_der() == file_der("server.crt")
+    assert served_der(b, certs) == file_der(certs, "server.crt")
     kept = b.connect(sslmode="require")
     with open(b.ini_path) as f:
         ini = f.read()
@@ -323,9 +326,9 @@ def test_reload_switches_certificates_for_new_connections(berth, certs):
         f.write(ini.replace("server.crt", "server2.crt").replace("server.key", "server2.key"))
     os.kill(b.pid, 1)  # SIGHUP
     deadline = time.monotonic() + 10
-    while served_der() != file_der("server2.crt") and time.monotonic() < deadline:
+    while served_der(b, certs) != file_der(certs, "server2.crt") and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert served_der() == file_der("server2.crt")
+    assert served_der(b, certs) == file_der(certs, "server2.crt")
     assert kept.execute("SELECT 'still here'").fetchone() == ("still here",)
     kept.close()
     # a reload naming a file that is not there is refused; the old certificate stays
@@ -334,7 +337,7 @@ def test_reload_switches_certificates_for_new_connections(berth, certs):
     os.kill(b.pid, 1)
     time.sleep(1)
     assert "missing.crt" in b.stderr()
-    assert served_der() == file_der("server2.crt")
+    assert served_der(b, certs) == file_der(certs, "server2.crt")
     assert b.alive()
 
 
@@ -411,17 +414,51 @@ def test_auth_type_cert_logs_in_by_certificate(berth, certs, pg):
         assert conn.execute("SELECT 1").fetchone() == (1,)
 
 
-def test_console_set_leaves_tls_settings_to_reload(berth, certs):
-    """SET on the console cannot half-apply TLS: the context is built from files at load."""
+def test_console_set_turns_tls_on_and_off_as_pgbouncer(berth, certs, pg):
+    """PgBouncer's own TLS tests drive client TLS with SET on the console: the
+    files one by one, then client_tls_sslmode; later a new key and certificate
+    one at a time (passing through a key that does not fit the certificate)."""
     b = berth.file(settings=dict(admin_users="app"))
-    with b.connect(dbname="pgbouncer") as admin:
-        for stmt, needle in (("SET client_tls_sslmode = require", "read by RELOAD"),
-                             ("SET client_tls_cert_file = '/x.pem'", "read by RELOAD"),
-                             ("SET auth_type = cert", "needs client_tls_sslmode verify-ca")):
-            with pytest.raises(psycopg.Error) as ei:
-                admin.execute(stmt)
-            assert needle in str(ei.value)
-        cfg = {r[0]: r[1] for r in admin.execute("SHOW CONFIG").fetchall()}
-    assert cfg["client_tls_sslmode"] == "disable" and cfg["auth_type"] == "scram-sha-256"
-    with b.connect(sslmode="disable") as conn:
-        assert conn.execute("SELECT 1").fetchone() == (1,)
+
+    def admin(stmt):
+        with b.connect(dbname="pgbouncer", sslmode="prefer") as a:
+            a.execute(stmt)
+
+    admin("SET client_tls_key_file = '%s'" % certs("server.key"))
+    admin("SET client_tls_cert_file = '%s'" % certs("server.crt"))
+    admin("SET client_tls_ca_file = '%s'" % certs("ca.crt"))
+    with b.connect(sslmode="prefer") as conn:
+        assert not tls_in_use(conn)  # still disable
+    admin("SET client_tls_sslmode = require")
+    with b.connect(**verify_full(certs)) as conn:
+        assert tls_in_use(conn) and conn.execute("SELECT 1").fetchone() == (1,)
+    with pytest.raises(psycopg.OperationalError, match="SSL required"):
+        b.connect(sslmode="disable").close()
+
+    admin("SET client_tls_sslmode = disable")
+    with b.connect(sslmode="prefer") as conn:
+        assert not tls_in_use(conn)
+    admin("SET client_tls_sslmode = require")
+    assert served_der(b, certs) == file_der(certs, "server.crt")
+
+    # a new key first: it does not fit the certificate in use, so that one stays...
+    admin("SET client_tls_key_file = '%s'" % certs("server2.key"))
+    assert served_der(b, certs) == file_der(certs, "server.crt")
+    assert "client TLS goes on as before" in b.stderr()
+    # ...until its certificate comes
+    admin("SET client_tls_cert_file = '%s'" % certs("server2.crt"))
+    assert served_der(b, certs) == file_der(certs, "server2.crt")
+    with b.connect(**verify_full(certs)) as conn:
+        assert conn.execute("SELECT 2").fetchone() == (2,)
+
+    # the switch itself is refused when the settings cannot work, and stays as it was
+    admin("SET client_tls_ca_file = ''")
+    with pytest.raises(psycopg.Error, match="verify-ca needs client_tls_ca_file"):
+        admin("SET client_tls_sslmode = 'verify-ca'")
+    with pytest.raises(psycopg.Error, match="auth_type cert needs client_tls_sslmode"):
+        admin("SET auth_type = cert")
+    with b.connect(dbname="pgbouncer", sslmode="require") as a:
+        cfg = {r[0]: r[1] for r in a.execute("SHOW CONFIG").fetchall()}
+    assert cfg["client_tls_sslmode"] == "require" and cfg["auth_type"] == "scram-sha-256"
+    with b.connect(sslmode="require") as conn:
+        assert conn.execute("SELECT 3").fetchone() == (3,)
