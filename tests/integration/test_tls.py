@@ -462,3 +462,19 @@ def test_console_set_turns_tls_on_and_off_as_pgbouncer(berth, certs, pg):
     assert cfg["client_tls_sslmode"] == "require" and cfg["auth_type"] == "scram-sha-256"
     with b.connect(sslmode="require") as conn:
         assert conn.execute("SELECT 3").fetchone() == (3,)
+
+
+def test_client_leaving_without_close_notify_is_a_plain_logout(berth, certs):
+    """A TLS client that closes its socket without a TLS goodbye (Python's
+    SSLSocket.close, many drivers on exit) logs no TLS error; berth goes on."""
+    b = berth(client_tls_sslmode="require", log_level="error,warn,info,debug",
+              **served_cert(certs))
+    for _ in range(3):
+        c = raw_tls(b, certs)
+        c.close()
+    with b.connect(sslmode="require") as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+    time.sleep(0.5)
+    err = b.stderr()
+    assert "unexpected eof" not in err.lower()
+    assert "TLS receive failed" not in err
