@@ -1395,6 +1395,47 @@ static const char *const prisma_url_params[] = {
  * DATABASE_URL. quiet: messages never quote values (the environment's URL).
  * ignored: the names of Prisma's URL parameters dropped, comma-separated.
  */
+/* Comma-separated entries in a libpq list value; 0 when unset or empty. */
+static size_t list_len(const char *v)
+{
+	if (!v || !*v)
+		return 0;
+	size_t n = 1;
+	for (; *v; v++)
+		n += *v == ',';
+	return n;
+}
+
+/*
+ * libpq pairs the n-th host with the n-th port only at connect time; a
+ * mismatch there would leave the database down for good. Refuse it here,
+ * where the file and line can be named (PgBouncer: "invalid number of ports").
+ */
+static bool hosts_match_ports(const PQconninfoOption *opts, char *msg, size_t len)
+{
+	size_t hosts = 0, addrs = 0, ports = 0;
+	for (const PQconninfoOption *o = opts; o && o->keyword; o++) {
+		if (strcmp(o->keyword, "host") == 0)
+			hosts = list_len(o->val);
+		else if (strcmp(o->keyword, "hostaddr") == 0)
+			addrs = list_len(o->val);
+		else if (strcmp(o->keyword, "port") == 0)
+			ports = list_len(o->val);
+	}
+	if (hosts && addrs && hosts != addrs)
+		return fmt_msg(msg, len, "invalid number of hosts: %zu host names for %zu hostaddr "
+					 "values",
+			       hosts, addrs);
+	size_t n = hosts > addrs ? hosts : addrs;
+	if (n == 0)
+		n = 1; /* libpq's default host */
+	if (ports > 1 && ports != n)
+		return fmt_msg(msg, len, "invalid number of ports: %zu port numbers for %zu host%s "
+					 "(give one port for all, or one per host)",
+			       ports, n, n == 1 ? "" : "s");
+	return true;
+}
+
 static bool db_parse_value(const char *value, const PQconninfoOption *known, bool quiet,
 			   struct db_def *db, char *ignored, size_t ignored_len, char *msg,
 			   size_t len)
@@ -1519,6 +1560,9 @@ static bool db_parse_value(const char *value, const PQconninfoOption *known, boo
 		fmt_msg(msg, len, "%s", clean);
 		goto out;
 	}
+
+	if (!hosts_match_ports(parsed, msg, len))
+		goto out;
 
 	db->keywords = calloc(pq.n + 1, sizeof(char *));
 	db->values = calloc(pq.n + 1, sizeof(char *));

@@ -929,6 +929,9 @@ static void test_databases_errors(void **state)
 		{"app = host='x", "unterminated"},
 		{"app = postgres://[::1/db", "URI"},
 		{"berth = host=x", "reserved"},
+		{"app = host=x port=5432,5433", "invalid number of ports: 2 port numbers for 1 host"},
+		{"app = postgres://a,b,c/db?port=1,2", "2 port numbers for 3 hosts"},
+		{"app = host=a,b hostaddr=127.0.0.1", "2 host names for 1 hostaddr"},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		char body[256];
@@ -939,6 +942,20 @@ static void test_databases_errors(void **state)
 		snprintf(where, sizeof(where), "%s:4: database \"", p);
 		load_fails(p, NULL, where, cases[i].needle, (char *)NULL);
 	}
+}
+
+static void test_host_lists_that_pair_up(void **state)
+{
+	(void)state;
+	struct config *cfg = load_ok(write_file("hosts.ini",
+						"[berth]\nauth_type = trust\n[databases]\n"
+						"one = host=a,b,c port=5432\n"
+						"each = host=a,b port=5432,5433\n"
+						"url = postgres://a:1,b:2/db\n"
+						"none = dbname=x port=6000\n"),
+				     NULL);
+	assert_int_equal(cfg->n_dbs, 4);
+	config_free(cfg);
 }
 
 static void test_fallback_and_duplicates(void **state)
@@ -1626,6 +1643,7 @@ int main(void)
 		cmocka_unit_test(test_databases_conninfo),
 		cmocka_unit_test(test_databases_url),
 		cmocka_unit_test(test_databases_errors),
+		cmocka_unit_test(test_host_lists_that_pair_up),
 		cmocka_unit_test(test_fallback_and_duplicates),
 		cmocka_unit_test(test_users_section),
 		cmocka_unit_test(test_auth_file),
