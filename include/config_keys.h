@@ -107,6 +107,8 @@ CONFIG_KEY(query_wait_timeout, CT_TIME, "120", 0, 0, CF_RELOAD,
 	   "Longest a client waits for a server connection; 0 = forever.")
 CONFIG_KEY(query_wait_notify, CT_TIME, "5", 0, 0, CF_RELOAD,
 	   "Send a client that has waited this long for a server connection one NOTICE per wait, PgBouncer's \"No server connection available in postgres backend, client being queued\"; 0 = never.")
+CONFIG_KEY(login_notify_message, CT_STRING, "", 0, 0, CF_RELOAD,
+	   "A NOTICE every client gets as it logs in (PgBouncer 1.25's setting; e.g. a maintenance announcement); empty = none.")
 CONFIG_KEY(autodb_idle_timeout, CT_TIME, "3600", 0, 0, CF_RELOAD,
 	   "A database made for the \"*\" entry that has had no client and no server connection this long is freed, with its pools and their statistics; 0 = never.")
 CONFIG_KEY(client_login_timeout, CT_TIME, "60", 0, 0, CF_RELOAD,

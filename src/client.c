@@ -865,11 +865,33 @@ static void client_login_ok(struct client *c)
 	pool_maintain(c->pool, worker_now_us(c->w));
 }
 
+/* login_notify_message, queued ahead of the login's last messages; false if memory ran out. */
+static bool client_queue_login_notice(struct client *c)
+{
+	const char *text = worker_config(c->w)->login_notify_message;
+	if (!text || !text[0])
+		return true;
+	size_t cap = strlen(text) + 64; /* a login, not a packet: one allocation is fine */
+	uint8_t *buf = malloc(cap);
+	if (!buf)
+		return false;
+	struct pkt_writer wr;
+	writer_init(&wr, buf, cap);
+	codec_write_error(&wr, 'N', "NOTICE", "00000", text);
+	bool ok = client_queue(c, &wr);
+	free(buf);
+	return ok;
+}
+
 void client_finish_login(struct client *c)
 {
 	struct pool *p = c->pool;
 	uint8_t buf[4096];
 	struct pkt_writer wr;
+	if (!client_queue_login_notice(c)) {
+		client_close(c, "out of memory");
+		return;
+	}
 	writer_init(&wr, buf, sizeof(buf));
 	for (size_t i = 0; i < p->defaults.n; i++) {
 		const struct param *d = &p->defaults.items[i];

@@ -5,6 +5,7 @@ never leaks into another's session."""
 import os
 import shutil
 import socket
+import subprocess
 import tempfile
 import threading
 
@@ -12,6 +13,7 @@ import psycopg
 import pytest
 
 import pgwire
+from harness import PG_BIN
 
 
 def test_parameter_status_at_login(berth, pg, pool_mode):
@@ -324,3 +326,20 @@ def test_application_name_add_host_off(berth):
     with b.connect(application_name="plain") as c:
         assert c.info.parameter_status("application_name") == "plain"
         assert c.execute("SHOW application_name").fetchone() == ("plain",)
+
+
+def test_login_notify_message(berth):
+    """PgBouncer 1.25's login_notify_message: a NOTICE at every login, none when unset.
+    psql shows it (psycopg drops notices that come before the first ReadyForQuery)."""
+    def psql_login(b):
+        return subprocess.run([PG_BIN + "/psql", "-X", "-At", "-c", "SELECT 'in'"],
+                              env=b.libpq_env(), capture_output=True, text=True, timeout=30)
+
+    b = berth(login_notify_message="Maintenance at 22:00 UTC, expect a short pause")
+    for _ in range(2):  # the first login waits for the pool's own; the second does not
+        r = psql_login(b)
+        assert r.returncode == 0 and r.stdout.strip() == "in"
+        assert r.stderr.strip() == "NOTICE:  Maintenance at 22:00 UTC, expect a short pause"
+    plain = berth()
+    r = psql_login(plain)
+    assert r.returncode == 0 and r.stdout.strip() == "in" and r.stderr == ""
