@@ -119,6 +119,12 @@ const struct db_def *config_find_db(const struct config *cfg, const char *name);
  * that, the database's servers are replaced, as PgBouncer does.
  */
 bool config_db_same_upstream(const struct db_def *a, const struct db_def *b);
+/*
+ * Do two configs log in to servers with the same server_tls_* (the libpq
+ * TLS keywords every entry inherits)? When a reload changes them, every
+ * database's servers are replaced, as PgBouncer does.
+ */
+bool config_same_server_tls(const struct config *a, const struct config *b);
 const struct user_def *config_find_user(const struct config *cfg, const char *name);
 const struct auth_entry *config_find_auth(const struct config *cfg, const char *user);
 /*

@@ -123,8 +123,12 @@ void pool_maintain(struct pool *pool, int64_t now_us);
 void pool_free_all(struct worker *w);
 /* autodb_idle_timeout: free "*" databases (and their pools) unused that long. Janitor. */
 void pool_free_unused_autodbs(struct worker *w, int64_t now);
-/* Reload: point databases at cfg's entries (or mark them removed), retake limits. */
-void pool_reconfigure(struct worker *w, const struct config *cfg);
+/*
+ * Reload: point databases at cfg's entries (or mark them removed), retake
+ * limits. old (NULL when a SET changed cfg in place) is the config being
+ * replaced: servers whose login settings changed are replaced.
+ */
+void pool_reconfigure(struct worker *w, const struct config *old, const struct config *cfg);
 /* Janitor: switch pool mode when possible, close idle servers above the limit. */
 void pool_trim(struct pool *p);
 /* No clients and no servers: a removed database's pool may be freed. */

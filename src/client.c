@@ -849,7 +849,7 @@ static void client_login_ok(struct client *c)
 		return;
 	}
 	if (c->pool->db->disabled) {
-		client_fail(c, ERR_CONSOLE, "database does not allow connections: %s", c->database);
+		client_fail(c, ERR_CONSOLE, "database \"%s\" is disabled", c->database);
 		return;
 	}
 	if (!client_take_slot(c))

@@ -893,6 +893,15 @@ static bool same_strv(char *const *a, char *const *b)
 	return (!a || !a[i]) && (!b || !b[i]);
 }
 
+bool config_same_server_tls(const struct config *a, const struct config *b)
+{
+	return same_str(a->server_tls_sslmode, b->server_tls_sslmode) &&
+	       same_str(a->server_tls_ca_file, b->server_tls_ca_file) &&
+	       same_str(a->server_tls_cert_file, b->server_tls_cert_file) &&
+	       same_str(a->server_tls_key_file, b->server_tls_key_file) &&
+	       same_str(a->server_tls_protocols, b->server_tls_protocols);
+}
+
 bool config_db_same_upstream(const struct db_def *a, const struct db_def *b)
 {
 	return same_strv(a->keywords, b->keywords) && same_strv(a->values, b->values) &&

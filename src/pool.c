@@ -114,9 +114,10 @@ static bool pool_has_clients(const struct pool *p)
 	       !list_empty(&p->cl_waiting);
 }
 
-void pool_reconfigure(struct worker *w, const struct config *cfg)
+void pool_reconfigure(struct worker *w, const struct config *old, const struct config *cfg)
 {
 	struct list *pos, *tmp;
+	bool tls_changed = old && !config_same_server_tls(old, cfg);
 	list_for_each_safe(pos, tmp, &w->databases)
 	{
 		struct database *db = list_entry(pos, struct database, node);
@@ -124,7 +125,7 @@ void pool_reconfigure(struct worker *w, const struct config *cfg)
 		/* A database now served by another entry ("*" vs its own) counts as removed. */
 		bool same_entry = def && strcmp(def->name, db->def->name) == 0;
 		db->removed = !same_entry;
-		if (same_entry && !config_db_same_upstream(db->def, def)) {
+		if (same_entry && (tls_changed || !config_db_same_upstream(db->def, def))) {
 			/* Servers of the old settings go: idle ones now, the others when released. */
 			log_info("database %s: connection settings changed, reconnecting", db->name);
 			pool_reconnect(w, db);

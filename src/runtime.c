@@ -290,9 +290,10 @@ bool runtime_reload(struct runtime *rt, char *err, size_t errlen)
 		log_warn("%s", cfg->warnings[i]);
 	log_configure(cfg); /* log_level, log_format, logfile, syslog: all reloadable */
 	/* Databases still point into the old config until they drain: retire it, free later. */
-	rt->retired[rt->n_retired++] = rt->cfg;
+	struct config *old = rt->cfg;
+	rt->retired[rt->n_retired++] = old;
 	rt->cfg = cfg;
-	pool_reconfigure(rt->worker, cfg);
+	pool_reconfigure(rt->worker, old, cfg);
 	health_reconfigure(rt->health);
 	if (rt->listener)
 		listener_reconfigure(rt->listener, cfg);

@@ -689,6 +689,8 @@ def test_disable_enable(berth, pg):
             assert con.ok("DISABLE app").tags == ["DISABLE"]
             ok, state, _ = attempt(b)
             assert (ok, state) == (False, "08P01")
+            with pytest.raises(psycopg.OperationalError, match='database "app" is disabled'):
+                b.connect().close()  # PgBouncer's words
             assert existing.execute("SELECT 1").fetchone()[0] == 1  # connected ones go on
             assert con.ok("SHOW DATABASES").dicts()[0]["disabled"] == "1"
             assert con.ok("ENABLE app").tags == ["ENABLE"]

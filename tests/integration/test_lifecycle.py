@@ -373,6 +373,30 @@ def test_reload_with_new_connection_settings_replaces_servers(berth, pg):
         assert busy.execute("SELECT pg_backend_pid()").fetchone()[0] != pid_busy
 
 
+def test_server_tls_settings_changed_by_reload_or_set_replace_servers(berth, pg):
+    """PgBouncer closes servers when a reload changes server_tls_* ("database
+    configuration changed"); berth replaces them, and does the same for SET."""
+    b = berth.file(settings={"admin_users": "admin"},
+                   users={pg.user: pg.password, "admin": "adminpw"})
+    with b.connect() as c:
+        pid0 = c.execute("SELECT pg_backend_pid()").fetchone()[0]
+        # PostgreSQL here has no TLS: prefer logs in without it, but the setting changed
+        rewrite_ini(b, pg, {"admin_users": "admin", "server_tls_sslmode": "prefer"})
+        os.kill(b.pid, signal.SIGHUP)
+        wait_reload(b, 0)
+        assert "database app: connection settings changed, reconnecting" in b.stderr()
+        wait_backend_gone(pg, pid0, "server of the old TLS settings kept")
+        pid1 = c.execute("SELECT pg_backend_pid()").fetchone()[0]
+        assert pid1 != pid0
+        _console(b, "SET server_tls_sslmode = allow")
+        wait_backend_gone(pg, pid1, "server of the old TLS settings kept after SET")
+        pid2 = c.execute("SELECT pg_backend_pid()").fetchone()[0]
+        assert pid2 not in (pid0, pid1)
+        # the same value again changes nothing
+        _console(b, "SET server_tls_sslmode = allow")
+        assert c.execute("SELECT pg_backend_pid()").fetchone()[0] == pid2
+
+
 def _console(b, cmd):
     with psycopg.connect(host=b.host, port=b.port, user="admin", password="adminpw",
                          dbname="pgbouncer", autocommit=True) as adm:
