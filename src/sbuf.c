@@ -93,12 +93,25 @@ static void sbuf_update_events(struct sbuf *sb)
 	event_add(&sb->ev, NULL);
 }
 
+/*
+ * TLS: records OpenSSL has already taken off the socket wake no epoll. When
+ * reading goes on (after a pause, backpressure or a spent read budget) with
+ * such bytes waiting, schedule the read callback ourselves.
+ */
+static void sbuf_tls_kick(struct sbuf *sb)
+{
+	if (BERTH_UNLIKELY(sb->ssl != NULL) && sb->want_read && (sb->ev_what & EV_READ) &&
+	    !sb->paused && !sb->blocked && SSL_pending(sb->ssl) > 0)
+		event_active(&sb->ev, EV_READ, 0);
+}
+
 static void sbuf_enable_read(struct sbuf *sb)
 {
 	if (!sb->want_read && !sb->suspended) {
 		sb->want_read = true;
 		sbuf_update_events(sb);
 	}
+	sbuf_tls_kick(sb);
 }
 
 void sbuf_stop_reading(struct sbuf *sb)
@@ -682,9 +695,7 @@ static void sbuf_on_readable(struct sbuf *sb)
 		if ((size_t)n < space && !(sb->ssl && SSL_pending(sb->ssl) > 0))
 			return;
 	}
-	/* Budget spent: TLS records already read from the socket would wake no one. */
-	if (sb->ssl && sb->ev_what && SSL_pending(sb->ssl) > 0)
-		event_active(&sb->ev, EV_READ, 0);
+	sbuf_tls_kick(sb); /* budget spent */
 }
 
 void sbuf_read_now(struct sbuf *sb)

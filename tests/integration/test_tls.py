@@ -478,3 +478,31 @@ def test_client_leaving_without_close_notify_is_a_plain_logout(berth, certs):
     err = b.stderr()
     assert "unexpected eof" not in err.lower()
     assert "TLS receive failed" not in err
+
+
+def test_pipeline_decrypted_ahead_resumes_after_waiting_for_a_server(berth, certs, pg):
+    """A TLS client's pipeline that OpenSSL has already decrypted (so the socket
+    has nothing left to wake berth) must go on when the client, paused waiting
+    for a server, gets one."""
+    b = berth(client_tls_sslmode="require", pool_size=1, **served_cert(certs))
+    holder = b.connect(sslmode="require", autocommit=False)
+    holder.execute("SELECT 1")  # in a transaction: the only server is taken
+    c = raw_tls(b, certs)
+    try:
+        c.login("app", pg.password, "app")
+        n = 300
+        batch = b"".join(pgwire.query_msg("SELECT %d, repeat('p', 40)" % i) for i in range(n))
+        assert 2 * 4096 < len(batch) < 16384  # one TLS record, more than berth's buffer (pkt_buf)
+        c.send(batch)
+        time.sleep(0.5)
+        holder.commit()
+        holder.close()
+        got = 0
+        c.sock.settimeout(10)
+        while got < n:
+            t, p = c.read_msg()
+            assert t != b"E", pgwire.parse_error_fields(p)
+            got += t == b"Z"
+        assert got == n
+    finally:
+        c.close()
