@@ -231,7 +231,13 @@ static ssize_t sbuf_recv_raw(struct sbuf *sb, uint8_t *p, size_t len)
 			return 0;
 		if (sb->ssl_owned) {
 			const char *why = ERR_reason_error_string(ERR_peek_last_error());
-			log_debug("TLS receive failed on fd %d: %s", sb->fd, why ? why : "connection reset");
+			/* A refused handshake (a certificate that does not verify) is the operator's business. */
+			if (!SSL_is_init_finished(sb->ssl))
+				log_info("TLS handshake with a client failed on fd %d: %s", sb->fd,
+					 why ? why : "connection closed");
+			else
+				log_debug("TLS receive failed on fd %d: %s", sb->fd,
+					  why ? why : "connection reset");
 			SSL_set_quiet_shutdown(sb->ssl, 1); /* no close_notify after a fatal error */
 		}
 		return -2;

@@ -170,6 +170,10 @@ def test_verify_ca_needs_a_client_certificate_from_the_ca(berth, certs):
         with pytest.raises(psycopg.OperationalError):
             b.connect(**verify_full(certs, **extra)).close()
     assert b.alive()
+    time.sleep(0.3)
+    log = b.stderr()  # the operator sees why (info is in the tests' log_level)
+    assert "TLS handshake with a client failed" in log
+    assert "peer did not return a certificate" in log and "certificate verify failed" in log
     with b.connect(**verify_full(certs, sslcert=certs("client_app.crt"),
                                  sslkey=certs("client_app.key"))) as conn:
         assert conn.execute("SELECT 7").fetchone() == (7,)
