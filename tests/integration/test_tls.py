@@ -4,6 +4,7 @@ socket, data in volume over TLS, reload, and clients that misbehave during
 the handshake. Certificates come from the openssl command, made per module."""
 
 import os
+import re
 import socket
 import ssl
 import struct
@@ -16,6 +17,7 @@ import pytest
 
 import pgwire
 from harness import NODE_DIR, PG_BIN
+from test_drivers_tx import PGJDBC_JAR, fresh_table, pgjdbc_classes  # noqa: F401 - fixture
 
 
 def openssl(*args, cwd):
@@ -510,3 +512,28 @@ def test_pipeline_decrypted_ahead_resumes_after_waiting_for_a_server(berth, cert
         assert got == n
     finally:
         c.close()
+
+
+@pytest.mark.timeout(150)
+def test_pgjdbc_over_tls(berth, certs, pg, pgjdbc_classes):
+    """pgjdbc (Java's own TLS) with sslmode=require through transaction pooling,
+    its named server-side statements included."""
+    b = berth(client_tls_sslmode="require", pool_size=3, **served_cert(certs))
+    fresh_table(pg, "jdbc_tls", "t int, i int")
+    try:
+        url = "jdbc:postgresql://%s:%d/%s?connectTimeout=20&sslmode=require" % (
+            b.host, b.port, b.dbname)
+        r = subprocess.run(["java", "-cp", "%s:%s" % (PGJDBC_JAR, pgjdbc_classes),
+                            "PgjdbcPrepared", url, b.user, b.password, "3", "30", "jdbc_tls"],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stdout + r.stderr
+        m = re.search(r"checks passed: (\d+)", r.stdout)
+        assert m and int(m.group(1)) >= 3 * 90, r.stdout
+        # and it did use TLS: a plain pgjdbc login is refused
+        r = subprocess.run(["java", "-cp", "%s:%s" % (PGJDBC_JAR, pgjdbc_classes),
+                            "PgjdbcPrepared", url.replace("sslmode=require", "sslmode=disable"),
+                            b.user, b.password, "1", "1", "jdbc_tls"],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode != 0 and "SSL required" in r.stdout + r.stderr
+    finally:
+        pg.sql("DROP TABLE IF EXISTS jdbc_tls")
