@@ -10,6 +10,7 @@ import ssl
 import struct
 import subprocess
 import tempfile
+import threading
 import time
 
 import psycopg
@@ -537,3 +538,24 @@ def test_pgjdbc_over_tls(berth, certs, pg, pgjdbc_classes):
         assert r.returncode != 0 and "SSL required" in r.stdout + r.stderr
     finally:
         pg.sql("DROP TABLE IF EXISTS jdbc_tls")
+
+
+def test_cancel_reaches_a_tls_client_query_under_require(berth, certs):
+    """libpq sends CancelRequest on a new plain connection even when the session
+    uses TLS: require must not refuse it (PostgreSQL does not either)."""
+    b = berth(client_tls_sslmode="require", **served_cert(certs))
+    with b.connect(sslmode="require") as conn:
+        assert tls_in_use(conn)
+
+        def cancel_soon():
+            time.sleep(0.5)
+            conn.cancel()
+
+        t = threading.Thread(target=cancel_soon)
+        t.start()
+        t0 = time.monotonic()
+        with pytest.raises(psycopg.errors.QueryCanceled):
+            conn.execute("SELECT pg_sleep(20)")
+        t.join()
+        assert time.monotonic() - t0 < 10
+        assert conn.execute("SELECT 'after'").fetchone() == ("after",)
