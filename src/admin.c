@@ -1981,21 +1981,19 @@ static enum exec_result cmd_set(struct exec *x, const char *key, const char *val
 	    worker_config(x->w)->client_tls_sslmode < TLS_VERIFY_CA)
 		return ex_error(x, ERR_CONSOLE, "SET failed: auth_type cert needs client_tls_sslmode "
 						"verify-ca or verify-full");
-	char err[512], before[300], after[300];
+	char err[512], before[300], shown[300], tag[400];
 	config_key_format(x->w->rt->cfg, (size_t)i, before, sizeof(before));
 	if (!config_key_set(x->w->rt->cfg, (size_t)i, value, err, sizeof(err)))
 		return ex_error(x, ERR_CONSOLE, "SET failed: %s", err);
 	const struct config *cfg = worker_config(x->w);
 	log_configure(cfg); /* log_level, log_format, logfile, syslog*: apply at once */
 	pool_reconfigure(x->w, NULL, cfg); /* sizes and limits of the open pools, as a reload does */
-	config_key_format(cfg, (size_t)i, after, sizeof(after));
-	if (strncmp(name, "server_tls", 10) == 0 && strcmp(before, after) != 0) {
+	config_key_format(cfg, (size_t)i, shown, sizeof(shown)); /* masks secrets */
+	if (strncmp(name, "server_tls", 10) == 0 && strcmp(before, shown) != 0) {
 		/* Servers logged in with the old TLS settings go, as after a reload. */
 		log_info("SET %s: server TLS settings changed, reconnecting", name);
 		pool_reconnect(x->w, NULL);
 	}
-	char shown[300], tag[400];
-	config_key_format(cfg, (size_t)i, shown, sizeof(shown)); /* masks secrets */
 	log_info("SET %s=%s", name, shown);
 	snprintf(tag, sizeof(tag), "SET %s=%s", name, shown);
 	return ex_done(x, tag);

@@ -413,10 +413,10 @@ static bool client_parse_replication(struct client *c, const char *value)
 	return false;
 }
 
-/* TLS is offered to TCP clients that have not started it yet; never over the unix socket (as PostgreSQL). */
+/* TLS is offered to TCP clients when configured; never over the unix socket (as PostgreSQL). */
 static bool client_tls_offered(const struct client *c)
 {
-	return worker_config(c->w)->client_tls && !c->sb.ssl && c->addr.sa.sa_family != AF_UNIX;
+	return worker_config(c->w)->client_tls && c->addr.sa.sa_family != AF_UNIX;
 }
 
 /*
@@ -476,13 +476,13 @@ static enum sbuf_action client_handle_startup(struct client *c, const struct pkt
 		return SB_NEED_FULL;
 	uint32_t code = be32_read(data + 4);
 
-	if (hdr->total_len == 8 && (code == PROTO_SSL_CODE || code == PROTO_GSSENC_CODE) && c->sb.ssl) {
-		client_fail(c, ERR_PROTOCOL_VIOLATION, "encryption requested inside a TLS session");
-		return SB_CLOSED;
-	}
-	if (hdr->total_len == 8 && code == PROTO_SSL_CODE && client_tls_offered(c))
-		return client_start_tls(c, avail);
 	if (hdr->total_len == 8 && (code == PROTO_SSL_CODE || code == PROTO_GSSENC_CODE)) {
+		if (c->sb.ssl) {
+			client_fail(c, ERR_PROTOCOL_VIOLATION, "encryption requested inside a TLS session");
+			return SB_CLOSED;
+		}
+		if (code == PROTO_SSL_CODE && client_tls_offered(c))
+			return client_start_tls(c, avail);
 		/* No TLS here (client_tls_sslmode), no GSS encryption ever: 'N', plain text follows. */
 		if (!sbuf_queue(&c->sb, "N", 1)) {
 			client_close(c, "out of memory");

@@ -1399,11 +1399,6 @@ static const char *const prisma_url_params[] = {
 	"max_idle_connection_lifetime",
 };
 
-/*
- * Build a db_def (everything but name) from a [databases] value or
- * DATABASE_URL. quiet: messages never quote values (the environment's URL).
- * ignored: the names of Prisma's URL parameters dropped, comma-separated.
- */
 /* Comma-separated entries in a libpq list value; 0 when unset or empty. */
 static size_t list_len(const char *v)
 {
@@ -1445,6 +1440,11 @@ static bool hosts_match_ports(const PQconninfoOption *opts, char *msg, size_t le
 	return true;
 }
 
+/*
+ * Build a db_def (everything but name) from a [databases] value or
+ * DATABASE_URL. quiet: messages never quote values (the environment's URL).
+ * ignored: the names of Prisma's URL parameters dropped, comma-separated.
+ */
 static bool db_parse_value(const char *value, const PQconninfoOption *known, bool quiet,
 			   struct db_def *db, char *ignored, size_t ignored_len, char *msg,
 			   size_t len)
@@ -2323,7 +2323,6 @@ static bool validate(struct loader *ld)
 	return true;
 }
 
-/* client_tls_*: the SSL_CTX is built now, so a bad file fails the load (or the reload). */
 /* The TLS context cfg's client_tls_* describe; NULL on failure (msg, *bad_key) or for disable. */
 static SSL_CTX *client_tls_from(const struct config *cfg, const char **bad_key, char *msg,
 				size_t len)
