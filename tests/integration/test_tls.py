@@ -71,6 +71,16 @@ def tls_in_use(conn):
     return conn.pgconn.ssl_in_use
 
 
+def ended_with_error(c, sqlstate):
+    """The next message is an ErrorResponse with sqlstate, then berth closes; its fields."""
+    t, p = c.read_msg()
+    assert t == b"E"
+    fields = pgwire.parse_error_fields(p)
+    assert fields["C"] == sqlstate, fields
+    assert c.is_closed()
+    return fields
+
+
 def test_require_serves_tls_clients_in_volume(berth, certs):
     b = berth(client_tls_sslmode="require", **served_cert(certs))
     with b.connect(**verify_full(certs)) as conn:
@@ -120,11 +130,7 @@ def test_require_refuses_plain_clients_and_keeps_serving(berth, certs, pg):
     c = pgwire.Conn(b.host, b.port)
     try:
         c.startup({"user": "app", "database": "app"})
-        t, p = c.read_msg()
-        assert t == b"E"
-        fields = pgwire.parse_error_fields(p)
-        assert fields["C"] == "28000" and fields["M"] == "SSL required"
-        assert c.is_closed()
+        assert ended_with_error(c, "28000")["M"] == "SSL required"
     finally:
         c.close()
     with b.connect(sslmode="require") as conn:
@@ -231,9 +237,7 @@ def test_raw_tls_login_and_cancel_key(berth, certs, pg):
     c = raw_tls(b)
     try:
         c.send(struct.pack("!II", 8, pgwire.SSL_REQUEST))
-        t, p = c.read_msg()
-        assert t == b"E" and pgwire.parse_error_fields(p)["C"] == "08P01"
-        assert c.is_closed()
+        ended_with_error(c, "08P01")
     finally:
         c.close()
 
@@ -245,11 +249,7 @@ def test_unencrypted_bytes_after_sslrequest_are_refused(berth, certs):
         # SSLRequest and a StartupMessage in one write: the second was never encrypted
         c.send(struct.pack("!II", 8, pgwire.SSL_REQUEST) +
                pgwire.startup_packet({"user": "app", "database": "app"}))
-        t, p = c.read_msg()
-        assert t == b"E"
-        f = pgwire.parse_error_fields(p)
-        assert f["C"] == "08P01" and "unencrypted data after SSL request" in f["M"]
-        assert c.is_closed()
+        assert "unencrypted data after SSL request" in ended_with_error(c, "08P01")["M"]
     finally:
         c.close()
     with b.connect(sslmode="require") as conn:
