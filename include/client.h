@@ -53,6 +53,8 @@ struct client_login {
 	enum auth_step auth_step;
 	uint8_t md5_salt[4];
 	bool auth_mock;          /* unknown user: finish the exchange, then refuse */
+	bool scram_plus_offered; /* TLS: SCRAM-SHA-256-PLUS was listed */
+	bool scram_plus;         /* ... and the client chose it */
 	struct scram_state scram; /* during SCRAM */
 };
 

@@ -18,6 +18,9 @@
 #define SCRAM_NONCE_RAW 18    /* random bytes in berth's half of the nonce */
 #define SCRAM_DEFAULT_ITERATIONS 4096
 #define SCRAM_MECHANISM "SCRAM-SHA-256"
+#define SCRAM_PLUS_MECHANISM "SCRAM-SHA-256-PLUS"
+#define SCRAM_CB_TYPE "tls-server-end-point" /* RFC 5929, the only type PostgreSQL has */
+#define SCRAM_MAX_CB_DATA 64                     /* a certificate hash: up to SHA-512 */
 
 /* What the server must know about a user: a PostgreSQL SCRAM verifier. */
 struct scram_secret {
@@ -47,6 +50,21 @@ enum scram_result {
 	SCRAM_DONE,         /* proof verified: send out as AuthenticationSASLFinal */
 	SCRAM_BAD_PROOF,    /* wrong password: 28P01 */
 	SCRAM_MALFORMED,    /* protocol violation: 08P01 */
+	SCRAM_CB_DOWNGRADE, /* "y" although -PLUS was offered: 08P01 negotiation error */
+	SCRAM_CB_MISMATCH,  /* c= does not carry this connection's binding: 28000 */
+};
+
+/*
+ * Channel binding (SCRAM-SHA-256-PLUS over TLS). offered: the connection is
+ * TLS and berth listed -PLUS; plus: the client chose -PLUS, whose
+ * tls-server-end-point data (the hash of berth's certificate) is data/len.
+ * A zeroed struct is a connection without TLS.
+ */
+struct scram_binding {
+	bool offered;
+	bool plus;
+	const uint8_t *data;
+	size_t len;
 };
 
 /* One authentication exchange; lives in the client while it logs in. */
@@ -54,7 +72,8 @@ struct scram_state {
 	char client_first_bare[256]; /* kept for the AuthMessage */
 	char server_first[256];      /* ditto */
 	char nonce[128];             /* client nonce + server nonce */
-	char gs2_header_b64[16];     /* "biws" for "n,,", what c= must echo */
+	char cbind_b64[128];         /* what c= must be: base64 of the gs2 header (+ binding data) */
+	bool bound;                  /* the client chose -PLUS */
 	int step;                    /* 0 = expecting client-first, 1 = client-final, 2 = over */
 };
 
@@ -63,11 +82,12 @@ struct scram_state {
  * out receives a NUL-terminated message of outlen bytes. server_nonce_raw is
  * SCRAM_NONCE_RAW random bytes chosen by the caller (tests pass fixed ones).
  * st needs no initialisation: this call resets it. msg is len bytes, not
- * NUL-terminated. Anything but SCRAM_CONTINUE is SCRAM_MALFORMED (also when
- * the input does not fit st's arrays or the answer does not fit outcap).
+ * NUL-terminated. cb: the connection's channel binding, NULL without TLS.
+ * Anything but SCRAM_CONTINUE is an error (SCRAM_MALFORMED also when the
+ * input does not fit st's arrays or the answer does not fit outcap).
  */
 enum scram_result scram_server_first(struct scram_state *st, const struct scram_secret *sec,
-				     const char *msg, size_t len,
+				     const struct scram_binding *cb, const char *msg, size_t len,
 				     const uint8_t server_nonce_raw[SCRAM_NONCE_RAW], char *out,
 				     size_t outcap, size_t *outlen) BERTH_MUSTCHECK;
 
@@ -81,6 +101,17 @@ enum scram_result scram_server_first_with_nonce(struct scram_state *st,
 					       const struct scram_secret *sec, const char *msg,
 					       size_t len, const char *server_nonce, char *out,
 					       size_t outcap, size_t *outlen) BERTH_MUSTCHECK;
+
+/*
+ * scram_server_first for a connection that may bind (cb NULL: no TLS). With
+ * cb->plus the gs2 header must be "p=tls-server-end-point"; without it "p"
+ * is malformed and "y" is SCRAM_CB_DOWNGRADE when -PLUS was offered. The
+ * binding is checked by scram_server_final (SCRAM_CB_MISMATCH).
+ */
+enum scram_result scram_server_first_bound(struct scram_state *st, const struct scram_secret *sec,
+					   const struct scram_binding *cb, const char *msg,
+					   size_t len, const char *server_nonce, char *out,
+					   size_t outcap, size_t *outlen) BERTH_MUSTCHECK;
 
 /*
  * client-final-message -> server-final-message ("v=..."), verifying the proof.

@@ -51,5 +51,11 @@ SSL *tls_client_session(SSL_CTX *ctx, int fd) BERTH_MUSTCHECK;
  * a certificate without a CN.
  */
 bool tls_peer_cn_matches(SSL *ssl, const char *user);
+/*
+ * SCRAM channel binding: the tls-server-end-point hash of the certificate
+ * this session showed (at most cap bytes, SCRAM_MAX_CB_DATA do). False when
+ * the certificate's signature names no digest: then -PLUS is not offered.
+ */
+bool tls_server_end_point(SSL *ssl, uint8_t *out, size_t cap, size_t *len);
 
 #endif

@@ -663,8 +663,17 @@ static void client_start_auth(struct client *c)
 	}
 	c->login->auth_mock = !cred;
 	c->login->auth_step = AUTH_STEP_SASL;
-	static const char mech[] = SCRAM_MECHANISM "\0";
-	client_auth_request(c, AUTHREQ_SASL, mech, sizeof(mech));
+	/* Over TLS -PLUS comes first, as PostgreSQL lists it: clients bind when they can. */
+	static const char both[] = SCRAM_PLUS_MECHANISM "\0" SCRAM_MECHANISM "\0";
+	static const char plain[] = SCRAM_MECHANISM "\0";
+	uint8_t hash[SCRAM_MAX_CB_DATA];
+	size_t hlen;
+	c->login->scram_plus_offered =
+		c->sb.ssl && tls_server_end_point(c->sb.ssl, hash, sizeof(hash), &hlen);
+	if (c->login->scram_plus_offered)
+		client_auth_request(c, AUTHREQ_SASL, both, sizeof(both));
+	else
+		client_auth_request(c, AUTHREQ_SASL, plain, sizeof(plain));
 }
 
 static void client_sasl_step(struct client *c, const uint8_t *msg, size_t len, bool initial)
@@ -684,12 +693,18 @@ static void client_sasl_step(struct client *c, const uint8_t *msg, size_t len, b
 	enum scram_result res;
 	if (initial) {
 		uint8_t nonce[SCRAM_NONCE_RAW];
+		uint8_t hash[SCRAM_MAX_CB_DATA];
+		struct scram_binding cb = {c->login->scram_plus_offered, c->login->scram_plus, hash, 0};
+		if (cb.plus && !tls_server_end_point(c->sb.ssl, hash, sizeof(hash), &cb.len)) {
+			client_close(c, "no certificate hash for channel binding");
+			return;
+		}
 		if (!auth_random(nonce, sizeof(nonce))) {
 			client_close(c, "out of memory");
 			return;
 		}
-		res = scram_server_first(&c->login->scram, sec, (const char *)msg, len, nonce, out, sizeof(out),
-					 &outlen);
+		res = scram_server_first(&c->login->scram, sec, &cb, (const char *)msg, len, nonce, out,
+					 sizeof(out), &outlen);
 	} else {
 		res = scram_server_final(&c->login->scram, sec, (const char *)msg, len, out, sizeof(out), &outlen);
 	}
@@ -709,6 +724,13 @@ static void client_sasl_step(struct client *c, const uint8_t *msg, size_t len, b
 		return;
 	case SCRAM_BAD_PROOF:
 		client_auth_failed(c);
+		return;
+	case SCRAM_CB_DOWNGRADE:
+		client_fail(c, ERR_PROTOCOL_VIOLATION, "SCRAM channel binding negotiation error");
+		return;
+	case SCRAM_CB_MISMATCH:
+		c->w->stats.logins_failed++;
+		client_fail(c, ERR_INVALID_AUTH_SPEC, "SCRAM channel binding check failed");
 		return;
 	case SCRAM_MALFORMED:
 	default:
@@ -761,7 +783,9 @@ static enum sbuf_action client_handle_auth(struct client *c, const struct pkt_hd
 	case AUTH_STEP_SASL: {
 		const char *mech = reader_cstr(&r);
 		uint32_t len = reader_u32(&r);
-		if (!mech || r.failed || strcmp(mech, SCRAM_MECHANISM) != 0 ||
+		c->login->scram_plus = mech && c->login->scram_plus_offered &&
+				       strcmp(mech, SCRAM_PLUS_MECHANISM) == 0;
+		if (!mech || r.failed || (!c->login->scram_plus && strcmp(mech, SCRAM_MECHANISM) != 0) ||
 		    (len != 0xffffffffu && len != reader_remaining(&r))) {
 			client_fail(c, ERR_PROTOCOL_VIOLATION,
 				    "client selected an invalid SASL authentication mechanism");

@@ -538,20 +538,68 @@ static bool scram_printable(const char *s, size_t len)
 }
 
 enum scram_result scram_server_first(struct scram_state *st, const struct scram_secret *sec,
-				     const char *msg, size_t len,
+				     const struct scram_binding *cb, const char *msg, size_t len,
 				     const uint8_t server_nonce_raw[SCRAM_NONCE_RAW], char *out,
 				     size_t outcap, size_t *outlen)
 {
 	char nonce[SCRAM_NONCE_RAW / 3 * 4 + 4];
 	int n = b64_encode(server_nonce_raw, SCRAM_NONCE_RAW, nonce, sizeof(nonce));
 	BERTH_ASSERT(n > 0);
-	return scram_server_first_with_nonce(st, sec, msg, len, nonce, out, outcap, outlen);
+	return scram_server_first_bound(st, sec, cb, msg, len, nonce, out, outcap, outlen);
 }
 
 enum scram_result scram_server_first_with_nonce(struct scram_state *st,
 					       const struct scram_secret *sec, const char *msg,
 					       size_t len, const char *server_nonce, char *out,
 					       size_t outcap, size_t *outlen)
+{
+	return scram_server_first_bound(st, sec, NULL, msg, len, server_nonce, out, outcap, outlen);
+}
+
+/*
+ * The gs2 header: "n" (the client does not bind), "y" (it could, but thinks
+ * berth cannot) or "p=<type>" (it binds; only with -PLUS). An authzid is not
+ * supported, as in PostgreSQL. Sets st->cbind_b64 to what c= must carry.
+ */
+static enum scram_result scram_read_gs2(struct scram_state *st, const struct scram_binding *cb,
+					struct scram_cursor *c, const char *msg)
+{
+	static const struct scram_binding none;
+	if (!cb)
+		cb = &none;
+	const char *v;
+	size_t vlen;
+	if (cb->plus) {
+		if (!cur_attr(c, 'p', &v, &vlen) || vlen != strlen(SCRAM_CB_TYPE) ||
+		    memcmp(v, SCRAM_CB_TYPE, vlen) != 0)
+			return SCRAM_MALFORMED;
+	} else if (cur_take(c, 'y')) {
+		/* Someone between the two may have struck -PLUS from berth's offer. */
+		if (cb->offered)
+			return SCRAM_CB_DOWNGRADE;
+	} else if (!cur_take(c, 'n')) {
+		return SCRAM_MALFORMED; /* "p" with plain SCRAM-SHA-256, or garbage */
+	}
+	if (!cur_take(c, ',') || !cur_take(c, ','))
+		return SCRAM_MALFORMED;
+	uint8_t raw[64 + SCRAM_MAX_CB_DATA];
+	size_t gs2_len = (size_t)(c->p - msg);
+	size_t cb_len = cb->plus ? cb->len : 0;
+	if (gs2_len + cb_len > sizeof(raw))
+		return SCRAM_MALFORMED;
+	memcpy(raw, msg, gs2_len);
+	if (cb_len)
+		memcpy(raw + gs2_len, cb->data, cb_len);
+	if (b64_encode(raw, gs2_len + cb_len, st->cbind_b64, sizeof(st->cbind_b64)) < 0)
+		return SCRAM_MALFORMED;
+	st->bound = cb->plus;
+	return SCRAM_CONTINUE;
+}
+
+enum scram_result scram_server_first_bound(struct scram_state *st, const struct scram_secret *sec,
+					   const struct scram_binding *cb, const char *msg,
+					   size_t len, const char *server_nonce, char *out,
+					   size_t outcap, size_t *outlen)
 {
 	const char *v;
 	size_t vlen;
@@ -567,18 +615,9 @@ enum scram_result scram_server_first_with_nonce(struct scram_state *st,
 		return SCRAM_MALFORMED;
 	struct scram_cursor c = {msg, msg + len};
 
-	/*
-	 * gs2-header: "n" (client has no channel binding) or "y" (it has, but
-	 * berth offered none). "p=..." demands channel binding, which berth does
-	 * not offer (no SCRAM-SHA-256-PLUS), and an authzid is not supported, as
-	 * in PostgreSQL. Should berth ever offer -PLUS, "y" over TLS must be
-	 * refused: it means someone stripped -PLUS from the offer.
-	 */
-	if (!cur_take(&c, 'n') && !cur_take(&c, 'y'))
-		return SCRAM_MALFORMED;
-	if (!cur_take(&c, ',') || !cur_take(&c, ','))
-		return SCRAM_MALFORMED;
-	size_t gs2_len = (size_t)(c.p - msg);
+	enum scram_result gs2 = scram_read_gs2(st, cb, &c, msg);
+	if (gs2 != SCRAM_CONTINUE)
+		return gs2;
 	const char *bare = c.p;
 
 	/*
@@ -604,9 +643,7 @@ enum scram_result scram_server_first_with_nonce(struct scram_state *st,
 		return SCRAM_MALFORMED;
 
 	char salt_b64[SCRAM_MAX_SALT / 3 * 4 + 8];
-	if (b64_encode(sec->salt, sec->salt_len, salt_b64, sizeof(salt_b64)) < 0 ||
-	    b64_encode((const uint8_t *)msg, gs2_len, st->gs2_header_b64,
-		       sizeof(st->gs2_header_b64)) < 0)
+	if (b64_encode(sec->salt, sec->salt_len, salt_b64, sizeof(salt_b64)) < 0)
 		return SCRAM_MALFORMED;
 	memcpy(st->client_first_bare, bare, bare_len);
 	st->client_first_bare[bare_len] = '\0';
@@ -645,9 +682,16 @@ enum scram_result scram_server_final(struct scram_state *st, const struct scram_
 		return SCRAM_MALFORMED;
 	struct scram_cursor c = {msg, msg + len};
 
-	/* c=: the gs2 header of the client-first-message, base64, no cbind-data */
-	if (!cur_attr(&c, 'c', &v, &vlen) || vlen != strlen(st->gs2_header_b64) ||
-	    memcmp(v, st->gs2_header_b64, vlen) != 0 || !cur_take(&c, ','))
+	/*
+	 * c=: the gs2 header of the client-first-message and, with -PLUS, the
+	 * hash of berth's certificate, base64. A different hash means the
+	 * client's TLS session ends somewhere else: a man in the middle.
+	 */
+	if (!cur_attr(&c, 'c', &v, &vlen))
+		return SCRAM_MALFORMED;
+	if (vlen != strlen(st->cbind_b64) || memcmp(v, st->cbind_b64, vlen) != 0)
+		return st->bound ? SCRAM_CB_MISMATCH : SCRAM_MALFORMED;
+	if (!cur_take(&c, ','))
 		return SCRAM_MALFORMED;
 	/* r=: exactly the nonce of server-first */
 	if (!cur_attr(&c, 'r', &v, &vlen) || vlen != strlen(st->nonce) ||

@@ -243,3 +243,28 @@ bool tls_peer_cn_matches(SSL *ssl, const char *user)
 	X509_free(crt);
 	return n > 0 && (size_t)n < sizeof(cn) - 1 && strcmp(cn, user) == 0;
 }
+
+/*
+ * RFC 5929's tls-server-end-point: the hash of the certificate berth showed
+ * this client, with its signature's digest (SHA-256 instead of MD5 or SHA-1).
+ * False when there is none to use (a signature without a digest, such as
+ * Ed25519's, has no end-point hash; PostgreSQL cannot bind there either).
+ */
+bool tls_server_end_point(SSL *ssl, uint8_t *out, size_t cap, size_t *len)
+{
+	X509 *crt = SSL_get_certificate(ssl); /* berth's own: not a new reference */
+	int md_nid = NID_undef;
+	if (!crt || !X509_get_signature_info(crt, &md_nid, NULL, NULL, NULL) ||
+	    md_nid == NID_undef)
+		return false;
+	if (md_nid == NID_md5 || md_nid == NID_sha1)
+		md_nid = NID_sha256;
+	const EVP_MD *md = EVP_get_digestbynid(md_nid);
+	unsigned int n = 0;
+	if (!md || (size_t)EVP_MD_get_size(md) > cap || !X509_digest(crt, md, out, &n)) {
+		ERR_clear_error();
+		return false;
+	}
+	*len = n;
+	return true;
+}

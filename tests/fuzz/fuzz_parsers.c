@@ -141,7 +141,10 @@ static void fuzz_scram(const uint8_t *d, size_t n)
 	char out[512];
 	size_t outlen = 0;
 	static const uint8_t nonce[SCRAM_NONCE_RAW] = {1, 2, 3, 4, 5, 6, 7, 8, 9};
-	if (scram_server_first(&st, &sec, (const char *)d, first_len, nonce, out, sizeof(out),
+	/* As over TLS with -PLUS offered; a leading 'p' plays the client that chose it. */
+	static const uint8_t cert_hash[32] = {42};
+	struct scram_binding cb = {true, first_len > 0 && d[0] == 'p', cert_hash, sizeof(cert_hash)};
+	if (scram_server_first(&st, &sec, &cb, (const char *)d, first_len, nonce, out, sizeof(out),
 			       &outlen) != SCRAM_CONTINUE)
 		return;
 	CHECK(outlen < sizeof(out) && out[outlen] == 0);

@@ -169,16 +169,19 @@ class Conn:
     def startup(self, params, version=PROTO_30):
         self.send(startup_packet(params, version))
 
-    def login(self, user, password, database, extra=None, version=PROTO_30):
+    def login(self, user, password, database, extra=None, version=PROTO_30, scram_as=None):
         """Full login; returns the list of messages before ReadyForQuery
         (inclusive). Raises ProtocolError carrying the error fields on an
         ErrorResponse."""
         params = {"user": user, "database": database}
         params.update(extra or {})
         self.startup(params, version)
-        return self.finish_login(user, password)
+        return self.finish_login(user, password, scram_as)
 
-    def finish_login(self, user, password):
+    def finish_login(self, user, password, scram_as=None):
+        """scram_as: (mechanism, gs2 header, binding data) for SCRAM; default
+        SCRAM-SHA-256 without channel binding. self.sasl_mechanisms: what was offered."""
+        mech, gs2, cbind = scram_as or ("SCRAM-SHA-256", "n,,", b"")
         seen = []
         scram = None
         while True:
@@ -202,11 +205,12 @@ class Conn:
                     self.send(msg(b"p", cstr("md5" + outer)))
                 elif code == 10:
                     mechs = [m for m in p[4:].split(b"\0") if m]
+                    self.sasl_mechanisms = [m.decode() for m in mechs]
                     if b"SCRAM-SHA-256" not in mechs:
                         raise ProtocolError("no SCRAM-SHA-256 in %r" % mechs)
-                    scram = ScramClient(password)
+                    scram = ScramClient(password, gs2, cbind)
                     first = scram.client_first()
-                    self.send(msg(b"p", cstr("SCRAM-SHA-256") + struct.pack("!i", len(first)) + first))
+                    self.send(msg(b"p", cstr(mech) + struct.pack("!i", len(first)) + first))
                 elif code == 11:
                     self.send(msg(b"p", scram.client_final(p[4:])))
                 elif code == 12:
@@ -255,13 +259,17 @@ def parse_data_row(p):
 
 
 class ScramClient:
-    def __init__(self, password):
+    """gs2 is the client-first's gs2 header ("n,,", "y,,", "p=tls-server-end-point,,");
+    cbind the channel-binding data its client-final signs after it (with "p")."""
+    def __init__(self, password, gs2="n,,", cbind=b""):
         self.password = password.encode()
         self.nonce = base64.b64encode(os.urandom(18)).decode()
         self.first_bare = "n=,r=" + self.nonce
+        self.gs2 = gs2
+        self.cbind = cbind
 
     def client_first(self):
-        return ("n,," + self.first_bare).encode()
+        return (self.gs2 + self.first_bare).encode()
 
     def client_final(self, server_first):
         sf = server_first.decode()
@@ -273,7 +281,8 @@ class ScramClient:
         salted = hashlib.pbkdf2_hmac("sha256", self.password, salt, iters)
         client_key = hmac.new(salted, b"Client Key", "sha256").digest()
         stored_key = hashlib.sha256(client_key).digest()
-        final_wo_proof = "c=biws,r=" + attrs["r"]
+        c = base64.b64encode(self.gs2.encode() + self.cbind).decode()
+        final_wo_proof = "c=" + c + ",r=" + attrs["r"]
         auth_msg = ",".join([self.first_bare, sf, final_wo_proof]).encode()
         sig = hmac.new(stored_key, auth_msg, "sha256").digest()
         proof = bytes(a ^ b for a, b in zip(client_key, sig))

@@ -37,6 +37,7 @@ FOREIGN_NAMES = {
     "static_configs": "Prometheus",
     "histogram_quantile": "PromQL function",
     "service_healthy": "docker compose",
+    "channel_binding": "libpq connection parameter",
 }
 
 

@@ -3,6 +3,7 @@ client_tls_sslmode, client certificates, the self-signed default, the unix
 socket, data in volume over TLS, reload, and clients that misbehave during
 the handshake. Certificates come from the openssl command, made per module."""
 
+import hashlib
 import os
 import re
 import socket
@@ -25,8 +26,8 @@ def openssl(*args, cwd):
     subprocess.run(["openssl"] + list(args), cwd=cwd, check=True, capture_output=True)
 
 
-def make_cert(d, name, cn, ca, san=None):
-    """name.key/name.crt signed by ca (a name made earlier), EC P-256."""
+def make_cert(d, name, cn, ca, san=None, digest=None):
+    """name.key/name.crt signed by ca (a name made earlier), EC P-256; digest e.g. "-sha384"."""
     openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
             "-keyout", name + ".key", "-out", name + ".csr", "-subj", "/CN=" + cn, cwd=d)
     ext = []
@@ -35,7 +36,8 @@ def make_cert(d, name, cn, ca, san=None):
             f.write("subjectAltName=%s\n" % san)
         ext = ["-extfile", name + ".ext"]
     openssl("x509", "-req", "-in", name + ".csr", "-CA", ca + ".crt", "-CAkey", ca + ".key",
-            "-CAcreateserial", "-out", name + ".crt", "-days", "2", *ext, cwd=d)
+            "-CAcreateserial", "-out", name + ".crt", "-days", "2", *ext,
+            *([digest] if digest else []), cwd=d)
     os.chmod(os.path.join(d, name + ".key"), 0o600)
 
 
@@ -52,6 +54,8 @@ def certs():
     make_ca(d, "rogue", "someone else's CA")
     make_cert(d, "server", "localhost", "ca", san="DNS:localhost,IP:127.0.0.1")
     make_cert(d, "server2", "localhost", "ca", san="DNS:localhost,IP:127.0.0.1")
+    make_cert(d, "server384", "localhost", "ca", san="DNS:localhost,IP:127.0.0.1",
+              digest="-sha384")
     make_cert(d, "client_app", "app", "ca")
     make_cert(d, "client_other", "other", "ca")
     make_cert(d, "client_rogue", "app", "rogue")
@@ -559,3 +563,108 @@ def test_cancel_reaches_a_tls_client_query_under_require(berth, certs):
         t.join()
         assert time.monotonic() - t0 < 10
         assert conn.execute("SELECT 'after'").fetchone() == ("after",)
+
+
+BIND = "p=tls-server-end-point,,"
+
+
+def refused_login(b, certs, scram_as, sqlstate, tls=True):
+    """A login with these SCRAM choices ends in an ErrorResponse with sqlstate and a
+    closed connection; returns the error's message."""
+    c = raw_tls(b, certs) if tls else pgwire.Conn(b.host, b.port)
+    try:
+        with pytest.raises(pgwire.ProtocolError) as ei:
+            c.login("app", b.password, "app", scram_as=scram_as)
+        assert ei.value.fields["C"] == sqlstate, ei.value.fields
+        assert c.is_closed()
+        return ei.value.fields["M"]
+    finally:
+        c.close()
+
+
+def test_scram_channel_binding_over_tls(berth, certs, pg):
+    """SCRAM-SHA-256-PLUS, as PostgreSQL offers it over TLS: listed first, used by
+    libpq's channel_binding=require, and bound to the certificate berth showed. A
+    client whose binding names another certificate (its TLS session ends at someone
+    else) is refused whatever its password; one that says it could bind but thinks
+    berth cannot ("y") was shown a list with -PLUS struck out, and is refused too."""
+    b = berth(client_tls_sslmode="prefer", **served_cert(certs))
+    with b.connect(**verify_full(certs, channel_binding="require")) as conn:
+        assert tls_in_use(conn)
+        assert conn.execute("SELECT 'bound'").fetchone() == ("bound",)
+
+    right = hashlib.sha256(served_der(b, certs)).digest()
+    c = raw_tls(b, certs)
+    try:
+        c.login("app", pg.password, "app", scram_as=("SCRAM-SHA-256-PLUS", BIND, right))
+        assert c.sasl_mechanisms == ["SCRAM-SHA-256-PLUS", "SCRAM-SHA-256"]
+        assert c.simple_query("SELECT 'plus'") == ([["plus"]], None)
+    finally:
+        c.close()
+
+    elsewhere = hashlib.sha256(file_der(certs, "server2.crt")).digest()
+    assert refused_login(b, certs, ("SCRAM-SHA-256-PLUS", BIND, elsewhere),
+                         "28000") == "SCRAM channel binding check failed"
+    assert refused_login(b, certs, ("SCRAM-SHA-256", "y,,", b""),
+                         "08P01") == "SCRAM channel binding negotiation error"
+    # -PLUS chosen with a plain gs2 header, or plain SCRAM with binding data: malformed
+    refused_login(b, certs, ("SCRAM-SHA-256-PLUS", "n,,", b""), "08P01")
+    refused_login(b, certs, ("SCRAM-SHA-256", BIND, right), "08P01")
+    # a client that does not bind ("n") still logs in over TLS
+    c = raw_tls(b, certs)
+    try:
+        c.login("app", pg.password, "app")
+    finally:
+        c.close()
+
+    # Without TLS there is nothing to bind to: -PLUS is neither offered nor taken.
+    c = pgwire.Conn(b.host, b.port)
+    try:
+        c.login("app", pg.password, "app")
+        assert c.sasl_mechanisms == ["SCRAM-SHA-256"]
+    finally:
+        c.close()
+    refused_login(b, certs, ("SCRAM-SHA-256-PLUS", BIND, right), "08P01", tls=False)
+    # berth went on serving
+    with b.connect(sslmode="disable") as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_channel_binding_follows_the_certificates_signature(berth, certs, pg):
+    """tls-server-end-point hashes with the digest of the certificate's signature
+    (SHA-384 here), as libpq and PostgreSQL do; berth's self-signed default binds too;
+    node-postgres binds when asked to."""
+    b = berth(client_tls_sslmode="require", client_tls_cert_file=certs("server384.crt"),
+              client_tls_key_file=certs("server384.key"))
+    with b.connect(**verify_full(certs, channel_binding="require")) as conn:
+        assert conn.execute("SELECT 384").fetchone() == (384,)
+    der = served_der(b, certs)
+    assert der == file_der(certs, "server384.crt")
+    c = raw_tls(b, certs)
+    try:
+        c.login("app", pg.password, "app",
+                scram_as=("SCRAM-SHA-256-PLUS", BIND, hashlib.sha384(der).digest()))
+    finally:
+        c.close()
+    refused_login(b, certs, ("SCRAM-SHA-256-PLUS", BIND, hashlib.sha256(der).digest()), "28000")
+
+    script = """
+const fs = require('fs');
+const { Client } = require('pg');
+(async () => {
+  const c = new Client({ connectionString: process.env.URL, enableChannelBinding: true,
+                         ssl: { ca: fs.readFileSync(process.env.CA), servername: 'localhost' } });
+  await c.connect();
+  const r = await c.query("SELECT 'node bound' AS v");
+  console.log(r.rows[0].v);
+  await c.end();
+})().catch(e => { console.error(e.message); process.exit(1); });
+"""
+    r = subprocess.run(["node", "-e", script], cwd=NODE_DIR, capture_output=True, text=True,
+                       timeout=60, env=dict(os.environ, URL=b.url(), CA=certs("ca.crt")))
+    assert r.returncode == 0 and r.stdout.strip() == "node bound", r.stdout + r.stderr
+
+    d = berth(client_tls_sslmode="prefer")  # the self-signed certificate made at start
+    with d.connect(sslmode="require", channel_binding="require") as conn:
+        assert tls_in_use(conn)
+        assert conn.execute("SELECT 'self-signed'").fetchone() == ("self-signed",)

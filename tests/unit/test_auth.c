@@ -116,7 +116,7 @@ static void server_first_step(struct scram_state *st, const struct scram_secret 
 			      char *first, size_t cap)
 {
 	size_t outlen = 0;
-	assert_int_equal(scram_server_first(st, sec, CLIENT_FIRST, strlen(CLIENT_FIRST),
+	assert_int_equal(scram_server_first(st, sec, NULL, CLIENT_FIRST, strlen(CLIENT_FIRST),
 					    server_nonce_raw, first, cap, &outlen),
 			 SCRAM_CONTINUE);
 	assert_int_equal(outlen, strlen(first));
@@ -124,7 +124,7 @@ static void server_first_step(struct scram_state *st, const struct scram_secret 
 	ref_b64(sec->salt, sec->salt_len, salt_b64);
 	snprintf(expect, sizeof(expect), "r=" CNONCE SNONCE ",s=%s,i=%d", salt_b64, sec->iterations);
 	assert_string_equal(first, expect);
-	assert_string_equal(st->gs2_header_b64, "biws");
+	assert_string_equal(st->cbind_b64, "biws");
 }
 
 /* A whole exchange as libpq runs it; returns what the final step said. */
@@ -231,10 +231,10 @@ static void test_server_first_raw_nonce_and_y_flag(void **state)
 	struct client_final cf;
 	char first[256], out[256];
 	size_t outlen;
-	assert_int_equal(scram_server_first(&st, &sec, first_y, strlen(first_y), server_nonce_raw,
+	assert_int_equal(scram_server_first(&st, &sec, NULL, first_y, strlen(first_y), server_nonce_raw,
 					    first, sizeof(first), &outlen),
 			 SCRAM_CONTINUE);
-	assert_string_equal(st.gs2_header_b64, "eSws");
+	assert_string_equal(st.cbind_b64, "eSws");
 	client_answer(first_y + 3, first, "pw", "eSws", "", &cf);
 	assert_int_equal(scram_server_final(&st, &sec, cf.msg, strlen(cf.msg), out, sizeof(out),
 					    &outlen),
@@ -242,12 +242,78 @@ static void test_server_first_raw_nonce_and_y_flag(void **state)
 	assert_string_equal(out, cf.server_v);
 
 	/* The same client claiming "n,," in c= is a channel-binding mismatch. */
-	assert_int_equal(scram_server_first(&st, &sec, first_y, strlen(first_y), server_nonce_raw,
+	assert_int_equal(scram_server_first(&st, &sec, NULL, first_y, strlen(first_y), server_nonce_raw,
 					    first, sizeof(first), &outlen),
 			 SCRAM_CONTINUE);
 	client_answer(first_y + 3, first, "pw", "biws", "", &cf);
 	assert_int_equal(scram_server_final(&st, &sec, cf.msg, strlen(cf.msg), out, sizeof(out),
 					    &outlen),
+			 SCRAM_MALFORMED);
+}
+
+/*
+ * SCRAM-SHA-256-PLUS: c= must carry the gs2 header and the end-point hash
+ * berth computed for this connection; a client bound to another certificate
+ * (a TLS session that ends elsewhere) fails, whatever its password.
+ */
+static void test_channel_binding(void **state)
+{
+	(void)state;
+	struct scram_secret sec;
+	quick_secret(&sec);
+	uint8_t hash[32], other[32];
+	for (int i = 0; i < 32; i++) {
+		hash[i] = (uint8_t)(i * 7 + 1);
+		other[i] = (uint8_t)(i * 7 + 2);
+	}
+	static const char first_p[] = "p=tls-server-end-point,,n=,r=" CNONCE;
+	static const char gs2[] = "p=tls-server-end-point,,";
+	struct scram_binding plus = {true, true, hash, sizeof(hash)};
+	struct scram_state st;
+	struct client_final cf;
+	char first[256], out[256], cbind[256];
+	uint8_t raw[64];
+	size_t outlen;
+
+	for (int round = 0; round < 2; round++) {
+		memcpy(raw, gs2, strlen(gs2));
+		memcpy(raw + strlen(gs2), round == 0 ? hash : other, 32);
+		ref_b64(raw, strlen(gs2) + 32, cbind);
+		assert_int_equal(scram_server_first(&st, &sec, &plus, first_p, strlen(first_p),
+						    server_nonce_raw, first, sizeof(first), &outlen),
+				 SCRAM_CONTINUE);
+		client_answer(first_p + strlen(gs2), first, "pw", cbind, "", &cf);
+		memset(out, 0, sizeof(out));
+		assert_int_equal(scram_server_final(&st, &sec, cf.msg, strlen(cf.msg), out,
+						    sizeof(out), &outlen),
+				 round == 0 ? SCRAM_DONE : SCRAM_CB_MISMATCH);
+		if (round == 0)
+			assert_string_equal(out, cf.server_v);
+		else
+			assert_int_equal(out[0], 0);
+	}
+	/* -PLUS chosen: only p=tls-server-end-point will do. */
+	static const char *const bad_plus[] = {"n,,n=,r=" CNONCE, "y,,n=,r=" CNONCE,
+						"p=tls-unique,,n=,r=" CNONCE,
+						"p=tls-server-end-point,a=u,n=,r=" CNONCE};
+	for (size_t i = 0; i < sizeof(bad_plus) / sizeof(bad_plus[0]); i++)
+		assert_int_equal(scram_server_first(&st, &sec, &plus, bad_plus[i], strlen(bad_plus[i]),
+						    server_nonce_raw, first, sizeof(first), &outlen),
+				 SCRAM_MALFORMED);
+
+	/* -PLUS offered, plain SCRAM chosen: "n" is fine, "y" is a downgrade, "p" malformed. */
+	struct scram_binding offered = {true, false, hash, sizeof(hash)};
+	static const char first_n[] = "n,,n=,r=" CNONCE;
+	static const char first_y[] = "y,,n=,r=" CNONCE;
+	assert_int_equal(scram_server_first(&st, &sec, &offered, first_n, strlen(first_n),
+					    server_nonce_raw, first, sizeof(first), &outlen),
+			 SCRAM_CONTINUE);
+	assert_string_equal(st.cbind_b64, "biws");
+	assert_int_equal(scram_server_first(&st, &sec, &offered, first_y, strlen(first_y),
+					    server_nonce_raw, first, sizeof(first), &outlen),
+			 SCRAM_CB_DOWNGRADE);
+	assert_int_equal(scram_server_first(&st, &sec, &offered, first_p, strlen(first_p),
+					    server_nonce_raw, first, sizeof(first), &outlen),
 			 SCRAM_MALFORMED);
 }
 
@@ -263,7 +329,7 @@ static void test_extensions_ignored(void **state)
 	struct client_final cf;
 	char first[256], out[256];
 	size_t outlen;
-	assert_int_equal(scram_server_first(&st, &sec, first_ext, strlen(first_ext),
+	assert_int_equal(scram_server_first(&st, &sec, NULL, first_ext, strlen(first_ext),
 					    server_nonce_raw, first, sizeof(first), &outlen),
 			 SCRAM_CONTINUE);
 	assert_string_equal(st.client_first_bare, first_ext + 3);
@@ -590,7 +656,7 @@ static enum scram_result first_of(const struct scram_secret *sec, const char *ms
 	char out[256];
 	size_t outlen = 0;
 	memset(out, 0, sizeof(out));
-	enum scram_result res = scram_server_first(&st, sec, msg, len, server_nonce_raw, out,
+	enum scram_result res = scram_server_first(&st, sec, NULL, msg, len, server_nonce_raw, out,
 						   sizeof(out), &outlen);
 	if (res != SCRAM_CONTINUE) {
 		assert_int_equal(out[0], 0);
@@ -667,7 +733,7 @@ static void test_client_first_malformed(void **state)
 	struct scram_state st;
 	char small[40];
 	size_t outlen = 0;
-	assert_int_equal(scram_server_first(&st, &sec, CLIENT_FIRST, strlen(CLIENT_FIRST),
+	assert_int_equal(scram_server_first(&st, &sec, NULL, CLIENT_FIRST, strlen(CLIENT_FIRST),
 					    server_nonce_raw, small, sizeof(small), &outlen),
 			 SCRAM_MALFORMED);
 
@@ -808,7 +874,7 @@ static void test_exchange_order(void **state)
 			 SCRAM_MALFORMED);
 
 	/* after a failed client-first */
-	assert_int_equal(scram_server_first(&st, &sec, "p=x,,n=,r=a", 11, server_nonce_raw, first,
+	assert_int_equal(scram_server_first(&st, &sec, NULL, "p=x,,n=,r=a", 11, server_nonce_raw, first,
 					    sizeof(first), &outlen),
 			 SCRAM_MALFORMED);
 	assert_int_equal(scram_server_final(&st, &sec, cf.msg, strlen(cf.msg), out, sizeof(out),
@@ -849,7 +915,7 @@ static void test_exchange_order(void **state)
 
 	/* a proof made for another server-first (another nonce) does not verify */
 	static const char other_first[] = "n,,n=,r=otherclientnonce";
-	assert_int_equal(scram_server_first(&st, &sec, other_first, strlen(other_first),
+	assert_int_equal(scram_server_first(&st, &sec, NULL, other_first, strlen(other_first),
 					    server_nonce_raw, first, sizeof(first), &outlen),
 			 SCRAM_CONTINUE);
 	struct client_final cf2;
@@ -1049,6 +1115,7 @@ int main(void)
 		cmocka_unit_test(test_rfc7677_wrong_password),
 		cmocka_unit_test(test_server_first_raw_nonce_and_y_flag),
 		cmocka_unit_test(test_extensions_ignored),
+		cmocka_unit_test(test_channel_binding),
 		cmocka_unit_test(test_pg_verifier_ascii),
 		cmocka_unit_test(test_pg_verifier_saslprep),
 		cmocka_unit_test(test_pg_verifier_long),
