@@ -55,6 +55,7 @@ struct client_login {
 	bool auth_mock;          /* unknown user: finish the exchange, then refuse */
 	bool scram_plus_offered; /* TLS: SCRAM-SHA-256-PLUS was listed */
 	bool scram_plus;         /* ... and the client chose it */
+	bool direct_tls;         /* TLS began without an SSLRequest (sslnegotiation=direct) */
 	struct scram_state scram; /* during SCRAM */
 };
 

@@ -80,7 +80,7 @@ CONFIG_KEY(server_tls_key_file, CT_STRING, "", 0, 0, CF_RELOAD,
 CONFIG_KEY(server_tls_protocols, CT_STRING, "", 0, 0, CF_RELOAD,
 	   "TLS versions for server logins, as PgBouncer writes them (secure, all, legacy, or a list of tlsv1.0 .. tlsv1.3), given to libpq as ssl_min/max_protocol_version; empty = libpq's default (TLSv1.2 and up).")
 CONFIG_KEY(client_tls_sslmode, CT_ENUM, "disable", 0, 0, CF_RELOAD,
-	   "TLS for TCP clients: disable (SSLRequest answered N), allow or prefer (TLS when the client asks for it), require (plain clients refused), verify-ca (and a client certificate signed by client_tls_ca_file), verify-full (and its common name equal to the user name). Unix-socket clients never use TLS. New connections only.")
+	   "TLS for TCP clients: disable (SSLRequest answered N), allow or prefer (TLS when the client asks for it, by SSLRequest or directly as with PostgreSQL 17's sslnegotiation=direct), require (plain clients refused), verify-ca (and a client certificate signed by client_tls_ca_file), verify-full (and its common name equal to the user name). Unix-socket clients never use TLS. New connections only.")
 CONFIG_KEY(client_tls_cert_file, CT_STRING, "", 0, 0, CF_RELOAD,
 	   "Certificate (PEM, chain allowed) berth shows clients; with client_tls_key_file also empty, a self-signed certificate made at start (enough for sslmode=require, not for verify-ca/verify-full clients).")
 CONFIG_KEY(client_tls_key_file, CT_STRING, "", 0, 0, CF_RELOAD,

@@ -58,6 +58,11 @@ struct sbuf_ops {
 	void (*on_error)(struct sbuf *sb, const char *reason);
 	/* Everything forwarded so far has left (optional). May close/unlink. */
 	void (*on_flushed)(struct sbuf *sb);
+	/*
+	 * With peek_tls_hello: the connection opens with a TLS handshake record
+	 * (direct TLS). The owner sets sb->ssl, or closes sb and returns false.
+	 */
+	bool (*on_tls_hello)(struct sbuf *sb);
 };
 
 struct obuf {
@@ -102,6 +107,7 @@ struct sbuf {
 	bool ssl_owned;            /* berth made ssl (a client's TLS): sbuf_close shuts it down and frees it */
 	bool keep_out_buffer;      /* keep the queue's memory once empty (servers: few, busy) */
 	bool suspended;            /* SUSPEND: read nothing new until resumed (admin console) */
+	bool peek_tls_hello;       /* look at the first byte before reading: TLS without SSLRequest? */
 };
 
 /* Set up sb on a connected non-blocking fd. Does not start reading. */

@@ -57,5 +57,7 @@ bool tls_peer_cn_matches(SSL *ssl, const char *user);
  * the certificate's signature names no digest: then -PLUS is not offered.
  */
 bool tls_server_end_point(SSL *ssl, uint8_t *out, size_t cap, size_t *len);
+/* The handshake agreed on ALPN "postgresql" (direct TLS requires it, as PostgreSQL 17). */
+bool tls_alpn_is_postgresql(SSL *ssl);
 
 #endif

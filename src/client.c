@@ -50,10 +50,19 @@ static enum sbuf_action client_on_message(struct sbuf *sb, const struct pkt_hdr 
 					  const uint8_t *data, size_t avail);
 static void client_on_error(struct sbuf *sb, const char *reason);
 
+static bool client_on_tls_hello(struct sbuf *sb);
+
+/* TLS is offered to TCP clients when configured; never over the unix socket (as PostgreSQL). */
+static bool client_tls_offered(const struct client *c)
+{
+	return worker_config(c->w)->client_tls && c->addr.sa.sa_family != AF_UNIX;
+}
+
 static const struct sbuf_ops client_sbuf_ops = {
 	.on_message = client_on_message,
 	.on_error = client_on_error,
 	.on_flushed = NULL,
+	.on_tls_hello = client_on_tls_hello,
 };
 
 const char *client_state_name(enum client_state st)
@@ -250,6 +259,10 @@ static void client_on_error(struct sbuf *sb, const char *reason)
 		client_fail(c, ERR_PROTOCOL_VIOLATION, "%s", reason);
 		return;
 	}
+	if (strncmp(reason, "direct TLS", 10) == 0) {
+		/* An app set sslnegotiation=direct: only the operator can learn why it fails. */
+		log_info("C-%llu: %s", (unsigned long long)c->id, reason);
+	}
 	client_close(c, reason);
 }
 
@@ -288,6 +301,7 @@ void client_accept(struct worker *w, int fd, const struct sockaddr *addr, sockle
 	c->connect_time_us = worker_now_us(w);
 	sbuf_init(&c->sb, w, fd, &client_sbuf_ops, c);
 	c->sb.startup = true;
+	c->sb.peek_tls_hello = client_tls_offered(c);
 	c->sb.max_msg = (size_t)cfg->max_packet_size;
 	if (w->suspended)
 		sbuf_set_suspended(&c->sb, true); /* SUSPEND: it waits for RESUME */
@@ -413,12 +427,6 @@ static bool client_parse_replication(struct client *c, const char *value)
 	return false;
 }
 
-/* TLS is offered to TCP clients when configured; never over the unix socket (as PostgreSQL). */
-static bool client_tls_offered(const struct client *c)
-{
-	return worker_config(c->w)->client_tls && c->addr.sa.sa_family != AF_UNIX;
-}
-
 /*
  * SSLRequest with TLS on: 'S' goes out in plain text, and from then on every
  * byte either way is a TLS record (sbuf reads and writes through c->sb.ssl;
@@ -426,6 +434,18 @@ static bool client_tls_offered(const struct client *c)
  * SSLRequest, before the handshake, were not encrypted: refused, as
  * PostgreSQL does (CVE-2021-23214).
  */
+/* From here on the socket speaks TLS; the first read runs the handshake. */
+static bool client_tls_session(struct client *c)
+{
+	c->sb.ssl = tls_client_session(worker_config(c->w)->client_tls, c->sb.fd);
+	if (!c->sb.ssl) {
+		client_close(c, "out of memory for a TLS session");
+		return false;
+	}
+	c->sb.ssl_owned = true;
+	return true;
+}
+
 static enum sbuf_action client_start_tls(struct client *c, size_t avail)
 {
 	if (avail > 8) {
@@ -440,13 +460,22 @@ static enum sbuf_action client_start_tls(struct client *c, size_t avail)
 		client_close(c, "could not answer SSLRequest");
 		return SB_CLOSED;
 	}
-	c->sb.ssl = tls_client_session(worker_config(c->w)->client_tls, c->sb.fd);
-	if (!c->sb.ssl) {
-		client_close(c, "out of memory for a TLS session");
-		return SB_CLOSED;
-	}
-	c->sb.ssl_owned = true;
-	return SB_SKIP;
+	return client_tls_session(c) ? SB_SKIP : SB_CLOSED;
+}
+
+/*
+ * Direct TLS: the client began with a ClientHello, no SSLRequest. The
+ * handshake must agree on ALPN "postgresql" (client_handle_startup checks),
+ * which keeps another protocol's TLS client from being taken for a
+ * PostgreSQL one, as in PostgreSQL 17.
+ */
+static bool client_on_tls_hello(struct sbuf *sb)
+{
+	struct client *c = sb->owner;
+	if (!client_tls_offered(c))
+		return true; /* turned off by a reload since the accept: the parser refuses it */
+	c->login->direct_tls = true;
+	return client_tls_session(c);
 }
 
 /* client_tls_sslmode require and up: a TCP client must have come through TLS, with the right certificate. */
@@ -475,6 +504,12 @@ static enum sbuf_action client_handle_startup(struct client *c, const struct pkt
 	if (avail < hdr->total_len)
 		return SB_NEED_FULL;
 	uint32_t code = be32_read(data + 4);
+	if (BERTH_UNLIKELY(c->login->direct_tls) && !tls_alpn_is_postgresql(c->sb.ssl)) {
+		client_fail(c, ERR_PROTOCOL_VIOLATION,
+			    "received direct SSL connection request without ALPN protocol negotiation "
+			    "extension");
+		return SB_CLOSED;
+	}
 
 	if (hdr->total_len == 8 && (code == PROTO_SSL_CODE || code == PROTO_GSSENC_CODE)) {
 		if (c->sb.ssl) {

@@ -524,6 +524,11 @@ static bool sbuf_parse(struct sbuf *sb)
 			if (avail < 4)
 				break;
 			uint32_t len = be32_read(p);
+			if (p[0] == 22 && !sb->ssl) {
+				sb->ops->on_error(sb, "direct TLS connection requested, but TLS is not "
+						      "offered to this client");
+				return false;
+			}
 			if (len < 8 || len > 10000) {
 				sb->ops->on_error(sb, "invalid startup packet length");
 				return false;
@@ -662,8 +667,37 @@ out:
 	sb->in_process = false;
 }
 
+/*
+ * Direct TLS (PostgreSQL 17's sslnegotiation=direct): the client starts with
+ * a ClientHello instead of an SSLRequest. Its first byte, a handshake
+ * record's type (22), cannot start a startup packet (a length of 22 << 24
+ * bytes), so one peek tells which it is before any byte is taken off the
+ * socket for OpenSSL to miss. False, with the peek still to come, when
+ * nothing has arrived yet.
+ */
+static bool sbuf_peek_first_byte(struct sbuf *sb, bool *tls_hello)
+{
+	uint8_t b;
+	ssize_t n;
+	do
+		n = recv(sb->fd, &b, 1, MSG_PEEK);
+	while (n < 0 && errno == EINTR);
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+		return false;
+	sb->peek_tls_hello = false;
+	*tls_hello = n == 1 && b == 22;
+	return true;
+}
+
 static void sbuf_on_readable(struct sbuf *sb)
 {
+	bool tls_hello = false;
+	if (BERTH_UNLIKELY(sb->peek_tls_hello)) {
+		if (!sbuf_peek_first_byte(sb, &tls_hello))
+			return;
+		if (tls_hello && !sb->ops->on_tls_hello(sb))
+			return; /* closed by the owner */
+	}
 
 	for (int round = 0; round < READ_BUDGET; round++) {
 		if (!sb->io) {

@@ -185,6 +185,35 @@ static bool set_client_verification(SSL_CTX *ctx, const struct client_tls_settin
 	return true;
 }
 
+/* ALPN's name for PostgreSQL's protocol, in the wire format: a length byte, then the name. */
+static const unsigned char alpn_postgresql[] = "\x0apostgresql";
+
+/*
+ * A client that names protocols must name PostgreSQL's; one that names
+ * only others (an HTTPS client sent here, say) is refused with
+ * no_application_protocol (RFC 7301), as PostgreSQL refuses it.
+ */
+static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+		       const unsigned char *in, unsigned int inlen, void *arg)
+{
+	(void)ssl;
+	(void)arg;
+	unsigned char *chosen = NULL;
+	if (SSL_select_next_proto(&chosen, outlen, alpn_postgresql, sizeof(alpn_postgresql) - 1, in,
+				  inlen) != OPENSSL_NPN_NEGOTIATED)
+		return SSL_TLSEXT_ERR_ALERT_FATAL;
+	*out = chosen;
+	return SSL_TLSEXT_ERR_OK;
+}
+
+bool tls_alpn_is_postgresql(SSL *ssl)
+{
+	const unsigned char *p = NULL;
+	unsigned int n = 0;
+	SSL_get0_alpn_selected(ssl, &p, &n);
+	return p && n == sizeof(alpn_postgresql) - 2 && memcmp(p, alpn_postgresql + 1, n) == 0;
+}
+
 SSL_CTX *tls_client_ctx_new(const struct client_tls_settings *s, const char **bad_key, char *msg,
 			    size_t len)
 {
@@ -210,6 +239,7 @@ SSL_CTX *tls_client_ctx_new(const struct client_tls_settings *s, const char **ba
 	/* No resumption: libpq never resumes, so tickets would be bytes and CPU for nothing. */
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
 	SSL_CTX_set_num_tickets(ctx, 0);
+	SSL_CTX_set_alpn_select_cb(ctx, alpn_select, NULL);
 	if (!set_protocols(ctx, s->protocols, bad_key, msg, len) ||
 	    !set_ciphers(ctx, s, bad_key, msg, len) || !set_identity(ctx, s, bad_key, msg, len) ||
 	    !set_client_verification(ctx, s, bad_key, msg, len)) {

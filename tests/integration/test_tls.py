@@ -668,3 +668,83 @@ const { Client } = require('pg');
     with d.connect(sslmode="require", channel_binding="require") as conn:
         assert tls_in_use(conn)
         assert conn.execute("SELECT 'self-signed'").fetchone() == ("self-signed",)
+
+
+def direct_tls(b, certs=None, alpn=("postgresql",)):
+    """PostgreSQL 17's sslnegotiation=direct: a ClientHello straight away, no SSLRequest."""
+    c = pgwire.Conn(b.host, b.port)
+    ctx = ssl.create_default_context(cafile=certs("ca.crt")) if certs else \
+        ssl._create_unverified_context()
+    if alpn:
+        ctx.set_alpn_protocols(list(alpn))
+    try:
+        c.sock = ctx.wrap_socket(c.sock, server_hostname="localhost")
+    except BaseException:
+        c.close()
+        raise
+    return c
+
+
+def test_direct_tls_as_postgresql_17(berth, certs, pg):
+    """sslnegotiation=direct (libpq 17, node-postgres): TLS from the first byte, with
+    ALPN "postgresql" required as PostgreSQL 17 requires it; a TLS client of another
+    protocol is refused in the handshake; cancel requests work inside direct TLS; a
+    berth without client TLS refuses it and serves everyone else."""
+    b = berth(client_tls_sslmode="require", **served_cert(certs))
+    c = direct_tls(b, certs)
+    try:
+        assert c.sock.selected_alpn_protocol() == "postgresql"
+        c.login("app", pg.password, "app")
+        assert c.simple_query("SELECT 'direct'") == ([["direct"]], None)
+        # a cancel request on another direct TLS connection reaches this client's query
+        c.send(pgwire.query_msg("SELECT pg_sleep(20)"))
+        time.sleep(0.5)
+        k = direct_tls(b, certs)
+        k.send(pgwire.cancel_packet(*c.backend_key))
+        assert k.is_closed()
+        k.close()
+        t, p = c.read_msg()
+        while t == b"T":  # RowDescription comes before the sleep starts
+            t, p = c.read_msg()
+        assert t == b"E" and pgwire.parse_error_fields(p)["C"] == "57014", (t, p)
+        c.read_until([b"Z"])
+    finally:
+        c.close()
+
+    c = direct_tls(b, certs, alpn=None)
+    try:
+        c.startup({"user": "app", "database": "app"})
+        fields = ended_with_error(c, "08P01")
+        assert "without ALPN" in fields["M"]
+    finally:
+        c.close()
+    with pytest.raises(ssl.SSLError, match="NO_APPLICATION_PROTOCOL|no application protocol"):
+        direct_tls(b, certs, alpn=("http/1.1",))
+    # the SSLRequest way with ALPN, as libpq 17 does it by default
+    c = raw_tls(b, certs)
+    c.close()
+
+    script = """
+const { Client } = require('pg');
+(async () => {
+  const c = new Client({ connectionString: process.env.URL });
+  await c.connect();
+  const r = await c.query("SELECT 'node direct' AS v, ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()");
+  console.log(r.rows[0].v);
+  await c.end();
+})().catch(e => { console.error(e.message); process.exit(1); });
+"""
+    url = b.url(sslmode="verify-full", sslrootcert=certs("ca.crt"), sslnegotiation="direct")
+    r = subprocess.run(["node", "-e", script], cwd=NODE_DIR, capture_output=True, text=True,
+                       timeout=60, env=dict(os.environ, URL=url))
+    assert r.returncode == 0 and r.stdout.strip() == "node direct", r.stdout + r.stderr
+
+    off = berth()  # client_tls_sslmode disable
+    with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
+        direct_tls(off)
+    deadline = time.monotonic() + 5
+    while "TLS is not offered" not in off.stderr() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "direct TLS connection requested, but TLS is not offered" in off.stderr()
+    with off.connect() as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)

@@ -69,6 +69,7 @@ struct side {
 	uint8_t full[4 * PKT_BUF];
 	size_t full_len;
 	int n_full;
+	int n_tls_hello; /* on_tls_hello calls (direct TLS) */
 	bool check_gen; /* backpressure stream: check each header against the generator */
 	bool gen_mismatch;
 };
@@ -194,10 +195,19 @@ static void on_flushed(struct sbuf *sb)
 	s->n_flushed++;
 }
 
+/* Counts, and leaves the socket plain: the parser must then refuse the handshake bytes. */
+static bool on_tls_hello(struct sbuf *sb)
+{
+	struct side *s = sb->owner;
+	s->n_tls_hello++;
+	return true;
+}
+
 static const struct sbuf_ops ops = {
 	.on_message = on_message,
 	.on_error = on_error,
 	.on_flushed = on_flushed,
+	.on_tls_hello = on_tls_hello,
 };
 
 static void set_nonblock_pair(int sv[2])
@@ -582,6 +592,47 @@ static void test_startup_packets(void **state)
 		expect_nothing(h, h->b_out);
 		harness_free(h);
 	}
+}
+
+/*
+ * Direct TLS: with peek_tls_hello the first byte is looked at before any is
+ * read. A handshake record (22) goes to the owner; a startup packet is read
+ * as ever; nothing yet keeps the peek for later.
+ */
+static void test_tls_hello_peek(void **state)
+{
+	(void)state;
+	static const uint8_t hello[] = {22, 3, 1, 0, 5, 1, 0, 0, 1, 3};
+	struct harness *h = harness_new(false);
+	h->A.sb.startup = true;
+	h->A.sb.peek_tls_hello = true;
+	sbuf_read_now(&h->A.sb); /* nothing sent yet: no decision */
+	assert_true(h->A.sb.peek_tls_hello);
+	assert_int_equal(h->A.n_tls_hello, 0);
+	write_all(h, h->a_out, hello, sizeof(hello));
+	pump(h, 5);
+	assert_int_equal(h->A.n_tls_hello, 1);
+	assert_false(h->A.sb.peek_tls_hello);
+	/* the owner left it plain: the parser refuses a handshake where a startup packet belongs */
+	assert_int_equal(h->A.n_errors, 1);
+	assert_string_equal(h->A.error,
+			    "direct TLS connection requested, but TLS is not offered to this client");
+	assert_int_equal(h->A.n_calls, 0);
+	expect_nothing(h, h->b_out);
+	harness_free(h);
+
+	uint8_t pkt[8];
+	be32_write(pkt, 8);
+	be32_write(pkt + 4, PROTO_SSL_CODE);
+	h = harness_new(false);
+	h->A.sb.startup = true;
+	h->A.sb.peek_tls_hello = true;
+	write_all(h, h->a_out, pkt, sizeof(pkt));
+	expect_out(h, h->b_out, pkt, sizeof(pkt));
+	assert_int_equal(h->A.n_tls_hello, 0);
+	assert_int_equal(h->A.n_calls, 1);
+	assert_false(h->A.sb.peek_tls_hello);
+	harness_free(h);
 }
 
 /* ---- the owner's answers --------------------------------------------------- */
@@ -1368,6 +1419,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_forward_byte_exact, teardown_live),
 		cmocka_unit_test_teardown(test_forward_many_small, teardown_live),
 		cmocka_unit_test_teardown(test_forward_split_every_offset, teardown_live),
+		cmocka_unit_test_teardown(test_tls_hello_peek, teardown_live),
 		cmocka_unit_test_teardown(test_startup_packets, teardown_live),
 		cmocka_unit_test_teardown(test_skip, teardown_live),
 		cmocka_unit_test_teardown(test_need_full, teardown_live),
