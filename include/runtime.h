@@ -126,6 +126,12 @@ void worker_shutdown(struct worker *w);
  * nothing: on a bad file nothing changes, false is returned and err says why
  * (file:line: key: problem; never a secret).
  */
+/*
+ * Raise the soft open-file limit to the hard one (clients and servers are
+ * file descriptors), and warn when even that leaves max_client_conn short.
+ * At start, on reload and on a console SET of a limit.
+ */
+void runtime_fit_fd_limit(const struct config *cfg);
 bool runtime_reload(struct runtime *rt, char *err, size_t errlen) BERTH_MUSTCHECK;
 /*
  * Begin (or escalate; never weaken) a shutdown: stop accepting, then leave

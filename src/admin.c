@@ -1988,6 +1988,7 @@ static enum exec_result cmd_set(struct exec *x, const char *key, const char *val
 	const struct config *cfg = worker_config(x->w);
 	log_configure(cfg); /* log_level, log_format, logfile, syslog*: apply at once */
 	pool_reconfigure(x->w, NULL, cfg); /* sizes and limits of the open pools, as a reload does */
+	runtime_fit_fd_limit(cfg);         /* a larger max_client_conn may need more open files */
 	config_key_format(cfg, (size_t)i, shown, sizeof(shown)); /* masks secrets */
 	if (strncmp(name, "server_tls", 10) == 0 && strcmp(before, shown) != 0) {
 		/* Servers logged in with the old TLS settings go, as after a reload. */

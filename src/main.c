@@ -147,6 +147,7 @@ int main(int argc, char **argv)
 	log_configure(cfg);
 	for (size_t i = 0; i < cfg->n_warnings; i++)
 		log_warn("%s", cfg->warnings[i]);
+	runtime_fit_fd_limit(cfg);
 
 	signal(SIGPIPE, SIG_IGN);
 	/*

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "admin.h"
@@ -269,6 +270,47 @@ static void keep_restart_keys(const struct config *old, struct config *cfg)
 	}
 }
 
+/*
+ * Sockets berth may hold at once: every client max_client_conn lets in,
+ * each [databases] entry's servers (one user each: the usual case), and
+ * some for listeners, logs, the health check, metrics and cancels.
+ */
+static rlim_t fds_needed(const struct config *cfg)
+{
+	rlim_t n = (rlim_t)cfg->max_client_conn + 64;
+	for (size_t i = 0; i < cfg->n_dbs; i++) {
+		const struct db_def *d = &cfg->dbs[i];
+		int pool = d->pool_size >= 0 ? d->pool_size : cfg->default_pool_size;
+		int reserve = d->reserve_pool_size >= 0 ? d->reserve_pool_size : cfg->reserve_pool_size;
+		n += (rlim_t)(pool + reserve);
+	}
+	return n;
+}
+
+void runtime_fit_fd_limit(const struct config *cfg)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return;
+	rlim_t want = fds_needed(cfg);
+	/* The hard limit, as HAProxy and Go programs take: fds cost nothing until opened. */
+	rlim_t target = rl.rlim_max != RLIM_INFINITY ? rl.rlim_max : want;
+	if (target > rl.rlim_cur) {
+		struct rlimit raised = {target, rl.rlim_max};
+		if (setrlimit(RLIMIT_NOFILE, &raised) == 0) {
+			log_debug("open-file limit raised from %llu to %llu",
+				  (unsigned long long)rl.rlim_cur, (unsigned long long)target);
+			rl.rlim_cur = target;
+		}
+	}
+	if (rl.rlim_cur < want)
+		log_warn("max_client_conn %d and the pools need about %llu open files, but the limit is "
+			 "%llu: clients past it wait in the listen backlog until others leave (raise "
+			 "ulimit -n, or LimitNOFILE under systemd)",
+			 cfg->max_client_conn, (unsigned long long)want,
+			 (unsigned long long)rl.rlim_cur);
+}
+
 bool runtime_reload(struct runtime *rt, char *err, size_t errlen)
 {
 	struct config_error cerr;
@@ -294,6 +336,7 @@ bool runtime_reload(struct runtime *rt, char *err, size_t errlen)
 	rt->retired[rt->n_retired++] = old;
 	rt->cfg = cfg;
 	pool_reconfigure(rt->worker, old, cfg);
+	runtime_fit_fd_limit(cfg);
 	health_reconfigure(rt->health);
 	if (rt->listener)
 		listener_reconfigure(rt->listener, cfg);

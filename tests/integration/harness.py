@@ -7,6 +7,7 @@ Every process started here is stopped here, by PID.
 
 import os
 import pwd
+import resource
 import secrets
 import shutil
 import signal
@@ -237,13 +238,17 @@ class Berth:
                 f.write(ini_text)
         self.stderr_path = os.path.join(self.workdir, "berth.stderr")
         self.extra_args = []  # command-line options before the config file
+        self.nofile = None  # (soft, hard) RLIMIT_NOFILE to start berth with
         self.proc = None
 
     def start(self, timeout=10.0):
         args = [BERTH_BIN] + self.extra_args + ([self.ini_path] if self.ini_path else [])
         self._err = open(self.stderr_path, "wb")
+        nofile = self.nofile
+        limit = (lambda: resource.setrlimit(resource.RLIMIT_NOFILE, nofile)) if nofile else None
         self.proc = subprocess.Popen(args, env=self.env, stdin=subprocess.DEVNULL,
-                                     stdout=self._err, stderr=self._err, cwd=self.workdir)
+                                     stdout=self._err, stderr=self._err, cwd=self.workdir,
+                                     preexec_fn=limit)
         ALL_BERTHS.append(self)
         LIVE_BERTHS.append(self)
         try:

@@ -54,3 +54,39 @@ def test_per_entry_and_per_user_limits(berth, pg):
         assert o3.execute("SELECT 2").fetchone()[0] == 2
     a1.close()
     o1.close()
+
+
+def open_file_limits(pid):
+    with open("/proc/%d/limits" % pid) as f:
+        line = next(ln for ln in f if ln.startswith("Max open files"))
+    return [int(v) for v in line.split()[3:5]]
+
+
+def test_open_file_limit_is_raised_to_serve_max_client_conn(berth, pg):
+    """Clients and servers are open files. Started with the soft limit many systems
+    give (here 256, hard 4096), berth would turn clients away with EMFILE long before
+    max_client_conn: it raises the soft limit to the hard one, so 400 clients hold
+    connections at once and each runs a query; when even the hard limit is short it
+    warns, naming the setting, and serves the clients it can."""
+    b = berth(max_client_conn=1000, pool_size=5, start=False)
+    b.nofile = (256, 4096)
+    b.start()
+    assert open_file_limits(b.pid) == [4096, 4096]
+    conns = []
+    try:
+        for _ in range(400):
+            conns.append(b.connect())
+        for i, c in enumerate(conns):
+            assert c.execute("SELECT %s::int", (i,)).fetchone() == (i,)
+    finally:
+        for c in conns:
+            c.close()
+    assert "open files" not in b.stderr()
+
+    short = berth(max_client_conn=1000, pool_size=5, start=False)
+    short.nofile = (256, 300)
+    short.start()
+    assert open_file_limits(short.pid) == [300, 300]
+    assert "max_client_conn 1000 and the pools need about" in short.stderr()
+    with short.connect() as c:
+        assert c.execute("SELECT 'still serving'").fetchone() == ("still serving",)
