@@ -26,7 +26,9 @@ enum config_flags { CF_RELOAD = 1, CF_RESTART = 2, CF_SECRET = 4 };
  * pool_mode != POOL_SESSION.
  */
 enum pool_mode { POOL_SESSION = 0, POOL_TRANSACTION, POOL_STATEMENT };
-enum auth_type { AUTH_SCRAM = 0, AUTH_MD5, AUTH_PLAIN, AUTH_TRUST, AUTH_CERT };
+struct hba;
+
+enum auth_type { AUTH_SCRAM = 0, AUTH_MD5, AUTH_PLAIN, AUTH_TRUST, AUTH_CERT, AUTH_HBA };
 
 /* One [databases] entry (or the one DATABASE_URL makes). */
 struct db_def {
@@ -93,6 +95,7 @@ struct config {
 	char *path; /* file it came from, NULL in zero-file mode */
 	char **warnings;   /* "FILE:LINE: ..." for PgBouncer settings berth ignores; main.c logs them */
 	SSL_CTX *client_tls; /* client_tls_sslmode != disable: what clients' TLS sessions use (tls.h) */
+	struct hba *hba;     /* auth_type hba: auth_hba_file's rules (hba.h) */
 	size_t n_warnings;
 };
 

@@ -44,9 +44,11 @@ CONFIG_KEY(max_db_client_connections, CT_INT, "0", 0, 1000000, CF_RELOAD,
 CONFIG_KEY(max_user_client_connections, CT_INT, "0", 0, 1000000, CF_RELOAD,
 	   "Most client connections per user (all databases); 0 = no limit. Per user: max_user_client_connections= in [users].")
 CONFIG_KEY(auth_type, CT_ENUM, "scram-sha-256", 0, 0, CF_RELOAD,
-	   "How clients authenticate: scram-sha-256, md5, plain, trust, or cert (a TLS client certificate whose common name is the user; needs client_tls_sslmode verify-ca or verify-full).")
+	   "How clients authenticate: scram-sha-256, md5, plain, trust, cert (a TLS client certificate whose common name is the user; needs client_tls_sslmode verify-ca or verify-full), or hba (auth_hba_file picks the method per connection).")
 CONFIG_KEY(auth_file, CT_STRING, "", 0, 0, CF_RELOAD,
 	   "userlist.txt-style file: \"user\" \"password, md5 hash or SCRAM verifier\" per line.")
+CONFIG_KEY(auth_hba_file, CT_STRING, "", 0, 0, CF_RELOAD,
+	   "With auth_type hba: a pg_hba.conf-style file (local, host, hostssl, hostnossl; all, sameuser, @file or names; addresses with /prefix or mask; trust, reject, md5, password, scram-sha-256, cert, peer). The first line matching a login's connection type, database, user and address picks its method; no line refuses it. Read at start and reload.")
 CONFIG_KEY(admin_users, CT_STRING, "", 0, 0, CF_RELOAD,
 	   "Comma list of users allowed to run admin console commands.")
 CONFIG_KEY(stats_users, CT_STRING, "", 0, 0, CF_RELOAD,

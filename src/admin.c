@@ -1972,9 +1972,12 @@ static enum exec_result cmd_set(struct exec *x, const char *key, const char *val
 	const char *name = config_key_name((size_t)i);
 	if (!(config_key_flags((size_t)i) & CF_RELOAD))
 		return ex_error(x, ERR_CONSOLE, "setting %s needs a restart", name);
-	if (strcmp(name, "auth_file") == 0)
-		return ex_error(x, ERR_CONSOLE, "setting auth_file is read by RELOAD: "
-						"change the configuration file");
+	if (strcmp(name, "auth_file") == 0 || strcmp(name, "auth_hba_file") == 0)
+		return ex_error(x, ERR_CONSOLE, "setting %s is read by RELOAD: "
+						"change the configuration file", name);
+	if (strcmp(name, "auth_type") == 0 && strcasecmp(value, "hba") == 0 && !worker_config(x->w)->hba)
+		return ex_error(x, ERR_CONSOLE, "SET failed: auth_type hba needs auth_hba_file, which "
+						"is read at start and by RELOAD: set both in the configuration file");
 	if (strncmp(name, "client_tls", 10) == 0)
 		return cmd_set_client_tls(x, (size_t)i, name, value);
 	if (strcmp(name, "auth_type") == 0 && strcasecmp(value, "cert") == 0 &&

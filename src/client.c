@@ -13,6 +13,7 @@
 #include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +27,7 @@
 #include "codec.h"
 #include "config.h"
 #include "errors.h"
+#include "hba.h"
 #include "listener.h"
 #include "log.h"
 #include "pool.h"
@@ -637,6 +639,68 @@ static void client_auth_failed(struct client *c)
 	client_fail(c, ERR_INVALID_PASSWORD, "password authentication failed for user \"%s\"", c->user);
 }
 
+/* peer (auth_hba_file, unix socket): the connecting process runs as the Unix user of that name. */
+static bool client_peer_is_user(struct client *c)
+{
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	if (getsockopt(c->sb.fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0)
+		return false;
+	char buf[1024];
+	struct passwd pw, *found = NULL;
+	return getpwuid_r(cred.uid, &pw, buf, sizeof(buf), &found) == 0 && found &&
+	       strcmp(found->pw_name, c->user) == 0;
+}
+
+/*
+ * auth_type hba: the method of the first auth_hba_file line for this login,
+ * as an auth_type; false when the file refuses it (no line, or reject),
+ * with PostgreSQL's words for it. peer is checked here and becomes trust.
+ */
+static bool client_hba_method(struct client *c, const struct config *cfg, int *auth)
+{
+	bool tls = c->sb.ssl != NULL;
+	const struct hba_rule *r = hba_match(cfg->hba, &c->addr.sa, tls, c->database, c->user);
+	if (!r || r->method == HBA_REJECT) {
+		char host[INET6_ADDRSTRLEN + 8] = "[local]";
+		int port;
+		if (c->addr.sa.sa_family != AF_UNIX)
+			listener_format_addr(&c->addr.sa, cfg->listen_port, host, sizeof(host), &port);
+		c->w->stats.logins_failed++;
+		client_fail(c, ERR_INVALID_AUTH_SPEC,
+			    "%s for host \"%s\", user \"%s\", database \"%s\", %s",
+			    r ? "pg_hba.conf rejects connection" : "no pg_hba.conf entry", host, c->user,
+			    c->database, tls ? "SSL encryption" : "no encryption");
+		return false;
+	}
+	switch (r->method) {
+	case HBA_PEER:
+		if (!client_peer_is_user(c)) {
+			c->w->stats.logins_failed++;
+			client_fail(c, ERR_INVALID_AUTH_SPEC, "Peer authentication failed for user \"%s\"",
+				    c->user);
+			return false;
+		}
+		*auth = AUTH_TRUST;
+		return true;
+	case HBA_TRUST:
+		*auth = AUTH_TRUST;
+		return true;
+	case HBA_MD5:
+		*auth = AUTH_MD5;
+		return true;
+	case HBA_PASSWORD:
+		*auth = AUTH_PLAIN;
+		return true;
+	case HBA_CERT:
+		*auth = AUTH_CERT;
+		return true;
+	default:
+		*auth = AUTH_SCRAM;
+		return true;
+	}
+}
+
 static void client_start_auth(struct client *c)
 {
 	const struct config *cfg = worker_config(c->w);
@@ -645,9 +709,12 @@ static void client_start_auth(struct client *c)
 		client_login_ok(c);
 		return;
 	}
+	int auth = cfg->auth_type;
+	if (auth == AUTH_HBA && !client_hba_method(c, cfg, &auth))
+		return;
 	const struct auth_cred *cred = auth_lookup(&c->w->auth, cfg, c->user);
 
-	switch (cfg->auth_type) {
+	switch (auth) {
 	case AUTH_TRUST:
 	case AUTH_CERT:
 		if (!cred) {
@@ -655,7 +722,7 @@ static void client_start_auth(struct client *c)
 			return;
 		}
 		/* cert: the handshake verified the certificate; its CN names who may log in. */
-		if (cfg->auth_type == AUTH_CERT &&
+		if (auth == AUTH_CERT &&
 		    (!c->sb.ssl || !tls_peer_cn_matches(c->sb.ssl, c->user))) {
 			c->w->stats.logins_failed++;
 			client_fail(c, ERR_INVALID_AUTH_SPEC,

@@ -24,6 +24,7 @@
  */
 #include <libpq-fe.h>
 
+#include "hba.h"
 #include "log.h"
 #include "tls.h"
 
@@ -88,7 +89,7 @@ static const struct enum_value auth_type_values[] = {
 	{"trust", AUTH_TRUST, NULL},
 	{"any", -1,
 	 "berth does not support auth_type any; use trust, with user= in [databases] entries"},
-	{"hba", -1, "berth does not support auth_type hba (no auth_hba_file)"},
+	{"hba", AUTH_HBA, NULL},
 	{"cert", AUTH_CERT, NULL},
 	{"pam", -1, "berth does not support auth_type pam"},
 	{"ldap", -1, "berth does not support auth_type ldap"},
@@ -157,8 +158,7 @@ static const struct compat_key compat_main_keys[] = {
 	{"disable_pqexec", "0", "berth does not support disabling the simple query protocol"},
 	{"user", NULL,
 	 "berth does not change its Unix user; start it as the user it should run as"},
-	{"auth_hba_file", NULL, "berth does not support auth_type hba"},
-	{"auth_ident_file", NULL, "berth does not support auth_type hba"},
+	{"auth_ident_file", NULL, "berth does not support user name maps (map= in auth_hba_file)"},
 	{"auth_user", NULL, "berth does not support auth_query; list users in auth_file"},
 	{"auth_query", NULL, "berth does not support auth_query; list users in auth_file"},
 	{"auth_dbname", NULL, "berth does not support auth_query; list users in auth_file"},
@@ -812,6 +812,8 @@ const char *auth_type_name(int type)
 		return "trust";
 	case AUTH_CERT:
 		return "cert";
+	case AUTH_HBA:
+		return "hba";
 	default:
 		return "unknown";
 	}
@@ -872,6 +874,7 @@ void config_free(struct config *cfg)
 	free(cfg->warnings);
 	free(cfg->path);
 	SSL_CTX_free(cfg->client_tls);
+	hba_free(cfg->hba);
 	free(cfg);
 }
 
@@ -2354,6 +2357,28 @@ bool config_client_tls_rebuild(struct config *cfg, char *err, size_t errlen)
 	return true;
 }
 
+/*
+ * A failure found after parsing, in what a key names (a file it points
+ * at): point at where the key was set, its line or its variable.
+ */
+static bool load_fail_at_key(struct loader *ld, const char *key, const char *msg)
+{
+	const struct config *cfg = ld->cfg;
+	int i = config_key_lookup(key);
+	int line = i >= 0 ? ld->key_line[i] : 0;
+	if (line > 0 && cfg->path)
+		return load_fail(ld, "%s:%d: %s", cfg->path, line, msg);
+	if (line < 0) {
+		char up[64];
+		size_t n = 0;
+		for (; key[n] && n + 1 < sizeof(up); n++)
+			up[n] = (char)toupper((unsigned char)key[n]);
+		up[n] = '\0';
+		return load_fail(ld, "environment variable BERTH_%s: %s", up, msg);
+	}
+	return load_fail(ld, "%s", msg);
+}
+
 /* client_tls_*: the SSL_CTX is built now, so a bad file fails the load (or the reload). */
 static bool load_client_tls(struct loader *ld)
 {
@@ -2363,20 +2388,35 @@ static bool load_client_tls(struct loader *ld)
 	cfg->client_tls = client_tls_from(cfg, &bad_key, msg, sizeof(msg));
 	if (cfg->client_tls || !bad_key)
 		return true;
-	/* Point at where the key that failed was set: its line, or its variable. */
-	int i = config_key_lookup(bad_key);
-	int line = i >= 0 ? ld->key_line[i] : 0;
-	if (line > 0 && cfg->path)
-		return load_fail(ld, "%s:%d: %s", cfg->path, line, msg);
-	if (line < 0) {
-		char up[64];
-		size_t n = 0;
-		for (; bad_key[n] && n + 1 < sizeof(up); n++)
-			up[n] = (char)toupper((unsigned char)bad_key[n]);
-		up[n] = '\0';
-		return load_fail(ld, "environment variable BERTH_%s: %s", up, msg);
+	return load_fail_at_key(ld, bad_key, msg);
+}
+
+/* auth_hba_file: the rules are read now, so a bad file fails the load (or the reload). */
+static bool load_hba(struct loader *ld)
+{
+	struct config *cfg = ld->cfg;
+	bool have_file = cfg->auth_hba_file && cfg->auth_hba_file[0];
+	if (cfg->auth_type == AUTH_HBA && !have_file)
+		return load_fail(ld, "auth_type hba needs auth_hba_file: the rules that pick each "
+				     "login's method");
+	if (!have_file)
+		return true; /* read when set, so that a console SET auth_type hba can use it */
+	char msg[400], text[440];
+	cfg->hba = hba_load(cfg->auth_hba_file, msg, sizeof(msg));
+	if (!cfg->hba) {
+		snprintf(text, sizeof(text), "auth_hba_file %s", msg);
+		return load_fail_at_key(ld, "auth_hba_file", text);
 	}
-	return load_fail(ld, "%s", msg);
+	for (size_t i = 0; i < cfg->hba->n; i++) {
+		if (cfg->hba->rules[i].method == HBA_CERT && cfg->client_tls_sslmode < TLS_VERIFY_CA) {
+			snprintf(text, sizeof(text),
+				 "auth_hba_file %s:%d: cert needs client_tls_sslmode verify-ca or "
+				 "verify-full (and client_tls_ca_file)",
+				 cfg->auth_hba_file, cfg->hba->rules[i].line);
+			return load_fail_at_key(ld, "auth_hba_file", text);
+		}
+	}
+	return true;
 }
 
 struct config *config_load(const char *path, char *const *envp, struct config_error *err)
@@ -2443,7 +2483,7 @@ struct config *config_load(const char *path, char *const *envp, struct config_er
 		goto fail;
 	}
 
-	if (!auth_sort(&ld) || !validate(&ld) || !load_client_tls(&ld))
+	if (!auth_sort(&ld) || !validate(&ld) || !load_client_tls(&ld) || !load_hba(&ld))
 		goto fail;
 
 	PQconninfoFree(ld.known);
@@ -2624,6 +2664,25 @@ void config_write_doc(FILE *out)
 	      "Errors name the file and line, never the line's text. When a user appears twice\n"
 	      "the later line wins. auth_type other than `trust` needs auth_file or a\n"
 	      "DATABASE_URL with a user and password.\n\n"
+	      "## auth_hba_file\n\n"
+	      "With `auth_type = hba`, PgBouncer's HBA file: PostgreSQL's `pg_hba.conf` format,\n"
+	      "the first line that matches a login picks its method, and no matching line\n"
+	      "refuses it (28000, in PostgreSQL's words).\n\n"
+	      "    # TYPE     DATABASE   USER       ADDRESS          METHOD\n"
+	      "    local      all        all                         peer\n"
+	      "    hostssl    all        @admins    10.0.0.0/8       cert\n"
+	      "    host       app,app_ro all        10.0.0.0/8       scram-sha-256\n"
+	      "    host       all        all        0.0.0.0/0        reject\n\n"
+	      "Types `local` (the unix socket), `host`, `hostssl`, `hostnossl`. Databases `all`,\n"
+	      "`sameuser`, `@file` (names read from a file beside it) or a comma list; users\n"
+	      "`all`, `@file` or a list; quoting a keyword makes it a name. Addresses `all`, an\n"
+	      "IPv4 or IPv6 range with `/prefix`, or an address and a mask. Methods `trust`,\n"
+	      "`reject`, `md5`, `password`, `scram-sha-256`, `cert` (hostssl; needs\n"
+	      "client_tls_sslmode verify-ca or verify-full) and `peer` (local). A backslash at\n"
+	      "the end of a line continues it. What PgBouncer does not take either\n"
+	      "(`replication`, `+group`, host names, `samehost`, options such as `map=`) is an\n"
+	      "error naming the file and line, not a rule skipped. The file is read at start\n"
+	      "and on reload; a bad one fails the reload and keeps the rules in force.\n\n"
 	      "## Environment\n\n"
 	      "- `BERTH_<KEY>`: any setting or alias in upper case (`BERTH_POOL_SIZE`,\n"
 	      "  `BERTH_LISTEN=0.0.0.0:6432`) overrides the file. Other `BERTH_*` variables are\n"

@@ -176,3 +176,102 @@ def test_server_login_as_client_user(berth, pg):
         assert c.execute("SELECT current_user").fetchone() == ("app",)
     with b.connect(user="app2", password=pg.password2) as c:
         assert c.execute("SELECT current_user").fetchone() == ("app2",)
+
+
+# --- auth_type hba ------------------------------------------------------------
+
+def login_error(b, user, password="x", dbname="app", **conn):
+    """A raw login that must fail: the ErrorResponse's fields."""
+    c = pgwire.Conn(b.host, b.port, **conn)
+    try:
+        with pytest.raises(pgwire.ProtocolError) as ei:
+            c.login(user, password, dbname)
+        return ei.value.fields
+    finally:
+        c.close()
+
+
+def test_auth_type_hba_picks_the_method_per_login(berth, pg, tmp_path):
+    """PgBouncer's auth_type hba: the first auth_hba_file line matching a login's
+    connection type, database, user and address picks its method; a reject line or
+    no line refuses it with PostgreSQL's words; the file is read again on RELOAD,
+    and a bad one fails the reload and keeps the rules in force."""
+    sock = tmp_path / "sock"
+    sock.mkdir()
+    (tmp_path / "md5users").write_text("# users that answer md5\nmd5user\n")
+    hba = tmp_path / "hba.conf"
+    hba.write_text(
+        "# TYPE  DATABASE  USER  ADDRESS  METHOD\n"
+        "local   all       all                      trust\n"
+        "host    all       blocked   127.0.0.1/32   reject\n"
+        "host    app,other @md5users 127.0.0.1 255.255.255.255 md5\n"
+        'host    "app"     app   127.0.0.0/8 \\\n'
+        "        scram-sha-256\n"
+        "host    all       app2  ::1/128        password\n")
+    dbs = {"app": pg.conninfo(), "other": pg.conninfo()}
+    users = {"app": pg.password, "md5user": pg.md5password, "app2": pg.password2,
+             "blocked": pg.password}
+    b = berth.file(settings={"auth_type": "hba", "auth_hba_file": str(hba),
+                             "unix_socket_dir": str(sock), "admin_users": "app"},
+                   databases=dbs, users=users)
+    assert first_auth_request(b, "app") == AUTH_CODE["scram-sha-256"]
+    assert first_auth_request(b, "md5user") == AUTH_CODE["md5"]
+    assert first_auth_request(b, "md5user", dbname="other") == AUTH_CODE["md5"]
+    with b.connect() as c:
+        assert c.execute("SELECT current_user").fetchone() == ("app",)
+    assert login_error(b, "app", password="wrong")["C"] == "28P01"
+
+    f = login_error(b, "blocked")
+    assert f["C"] == "28000"
+    assert f["M"] == ('pg_hba.conf rejects connection for host "127.0.0.1", user "blocked", '
+                      'database "app", no encryption')
+    f = login_error(b, "app2")  # its only line is for ::1
+    assert f["M"] == ('no pg_hba.conf entry for host "127.0.0.1", user "app2", '
+                      'database "app", no encryption')
+    f = login_error(b, "app", dbname="other")  # "app" quoted: the database named app only
+    assert f["C"] == "28000" and "no pg_hba.conf entry" in f["M"]
+
+    # the unix socket: local lines, trust without a password
+    with psycopg.connect(host=str(sock), port=b.port, user="app2", dbname="app",
+                         autocommit=True) as c:
+        assert c.execute("SELECT current_user").fetchone() == ("app",)
+
+    # RELOAD reads the file again: app2 is now let in over TCP with a password
+    hba.write_text(hba.read_text().replace("::1/128", "127.0.0.1/32"))
+    with b.connect(host=str(sock), user="app", password=None, dbname="berth") as admin:
+        admin.execute("RELOAD")
+        assert first_auth_request(b, "app2") == AUTH_CODE["plain"]
+        with b.connect(user="app2", password=pg.password2) as c:
+            assert c.execute("SELECT 1").fetchone() == (1,)
+        # a broken file fails the reload; the rules in force stay
+        hba.write_text("host all all 127.0.0.1/32 ident\n")
+        with pytest.raises(psycopg.Error, match="ident"):
+            admin.execute("RELOAD")
+    assert first_auth_request(b, "app2") == AUTH_CODE["plain"]
+    assert first_auth_request(b, "app") == AUTH_CODE["scram-sha-256"]
+
+
+@pytest.mark.parametrize("line, says", [
+    ("hostx all all 127.0.0.1/32 trust", 'invalid connection type "hostx"'),
+    ("host all all 127.0.0.1/32 ident", 'authentication method "ident" is not supported'),
+    ("host replication all 127.0.0.1/32 trust", '"replication" is not supported'),
+    ("host all +admins 127.0.0.1/32 trust", "group user names"),
+    ("host all all db.example.com trust", "host names are not supported"),
+    ("host all all 127.0.0.1/33 trust", "invalid CIDR mask"),
+    ("host all all 127.0.0.1/32 md5 map=x", "options such as \"map=x\""),
+    ("host all all 127.0.0.1/32 peer", "peer authentication is only supported on local"),
+    ("host all all 127.0.0.1/32 cert", "cert authentication is only supported on hostssl"),
+    ("host all @missing 127.0.0.1/32 md5", "cannot read"),
+    ('host "all all 127.0.0.1/32 md5', "unterminated quoted string"),
+])
+def test_bad_auth_hba_file_is_a_configuration_error(berth, tmp_path, line, says):
+    """Whatever berth cannot honour in auth_hba_file stops it with the file and line,
+    as any configuration error does, rather than skipping a rule."""
+    hba = tmp_path / "hba.conf"
+    hba.write_text("# comment\nlocal all all trust\n" + line + "\n")
+    b = berth.file(settings={"auth_type": "hba", "auth_hba_file": str(hba)}, start=False)
+    with pytest.raises(RuntimeError):
+        b.start(timeout=5)
+    assert b.proc.wait(10) == 2
+    err = b.stderr()
+    assert "%s:3:" % hba in err and says in err, err

@@ -428,14 +428,14 @@ static void test_enum_values(void **state)
 	assert_int_equal(cfg->pool_mode, POOL_STATEMENT);
 	assert_formats(cfg, "pool_mode", "statement");
 	assert_set_fails(cfg, "pool_mode", "bogus", "not one of: session, transaction, statement");
-	const char *modes[] = {"scram-sha-256", "md5", "plain", "trust", "cert"};
-	for (size_t i = 0; i < 5; i++) {
+	const char *modes[] = {"scram-sha-256", "md5", "plain", "trust", "cert", "hba"};
+	for (size_t i = 0; i < ARRAY_SIZE(modes); i++) {
 		assert_set_ok(cfg, "auth_type", modes[i]);
 		assert_int_equal(cfg->auth_type, (int)i);
 		assert_string_equal(auth_type_name(cfg->auth_type), modes[i]);
 	}
-	const char *refused[] = {"any", "hba", "ldap", "pam"};
-	for (size_t i = 0; i < 4; i++)
+	const char *refused[] = {"any", "ldap", "pam"};
+	for (size_t i = 0; i < ARRAY_SIZE(refused); i++)
 		assert_set_fails(cfg, "auth_type", refused[i], "not support");
 	assert_set_fails(cfg, "auth_type", "password", "not one of");
 	assert_string_equal(pool_mode_name(POOL_SESSION), "session");
