@@ -88,13 +88,16 @@ static bool is_space(char c)
 static int split_line(struct parser *ps, const char *p, struct field *out, size_t max)
 {
 	size_t n = 0;
+	const char *why = NULL;
 	for (;;) {
 		while (is_space(*p))
 			p++;
 		if (!*p || *p == '#')
 			return (int)n;
-		if (n == max)
-			return fail(ps, "too many fields"), -1;
+		if (n == max) {
+			why = "too many fields";
+			break;
+		}
 		struct field *f = &out[n++];
 		memset(f, 0, sizeof(*f));
 		for (;;) {
@@ -104,21 +107,30 @@ static int split_line(struct parser *ps, const char *p, struct field *out, size_
 				start = ++p;
 				while (*p && *p != '"')
 					p++;
-				if (!*p)
-					return fail(ps, "unterminated quoted string"), -1;
+				if (!*p) {
+					why = "unterminated quoted string";
+					break;
+				}
 			} else {
 				while (*p && !is_space(*p) && *p != ',' && *p != '#')
 					p++;
 			}
-			if (!field_add(f, start, (size_t)(p - start), quoted))
-				return fail(ps, "out of memory"), -1;
+			if (!field_add(f, start, (size_t)(p - start), quoted)) {
+				why = "out of memory";
+				break;
+			}
 			if (quoted)
 				p++;
 			if (*p != ',')
 				break;
 			p++;
 		}
+		if (why)
+			break;
 	}
+	fields_free(out, n);
+	fail(ps, "%s", why);
+	return -1;
 }
 
 static bool names_add(struct hba_names *nm, const char *s)
