@@ -685,7 +685,7 @@ def direct_tls(b, certs=None, alpn=("postgresql",)):
     return c
 
 
-def test_direct_tls_as_postgresql_17(berth, certs, pg):
+def test_tls_without_sslrequest_as_postgresql_17(berth, certs, pg):
     """sslnegotiation=direct (libpq 17, node-postgres): TLS from the first byte, with
     ALPN "postgresql" required as PostgreSQL 17 requires it; a TLS client of another
     protocol is refused in the handshake; cancel requests work inside direct TLS; a
