@@ -429,13 +429,6 @@ static bool client_parse_replication(struct client *c, const char *value)
 	return false;
 }
 
-/*
- * SSLRequest with TLS on: 'S' goes out in plain text, and from then on every
- * byte either way is a TLS record (sbuf reads and writes through c->sb.ssl;
- * the first SSL_read runs the handshake). Bytes the client sent after the
- * SSLRequest, before the handshake, were not encrypted: refused, as
- * PostgreSQL does (CVE-2021-23214).
- */
 /* From here on the socket speaks TLS; the first read runs the handshake. */
 static bool client_tls_session(struct client *c)
 {
@@ -448,6 +441,13 @@ static bool client_tls_session(struct client *c)
 	return true;
 }
 
+/*
+ * SSLRequest with TLS on: 'S' goes out in plain text, and from then on every
+ * byte either way is a TLS record (sbuf reads and writes through c->sb.ssl;
+ * the first SSL_read runs the handshake). Bytes the client sent after the
+ * SSLRequest, before the handshake, were not encrypted: refused, as
+ * PostgreSQL does (CVE-2021-23214).
+ */
 static enum sbuf_action client_start_tls(struct client *c, size_t avail)
 {
 	if (avail > 8) {
@@ -695,6 +695,7 @@ static bool client_hba_method(struct client *c, const struct config *cfg, int *a
 	case HBA_CERT:
 		*auth = AUTH_CERT;
 		return true;
+	case HBA_SCRAM:
 	default:
 		*auth = AUTH_SCRAM;
 		return true;
