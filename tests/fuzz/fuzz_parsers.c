@@ -6,15 +6,22 @@
  * input byte picks the parser. Besides the sanitizers' checks it asserts
  * properties: readers never move past the end, base64 round-trips, the
  * classifier's name lies inside the text, SCRAM never accepts a proof made
- * without the password. Built and run by scripts/fuzz (clang, libFuzzer,
- * ASan+UBSan).
+ * without the password, an auth_hba_file either loads or names its line.
+ * Built and run by scripts/fuzz (clang, libFuzzer, ASan+UBSan).
  */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/mman.h>
+#include <sys/un.h>
+#include <unistd.h>
+
 #include "codec.h"
+#include "hba.h"
 #include "params.h"
 #include "scram.h"
 #include "sqlscan.h"
@@ -160,6 +167,42 @@ static void fuzz_scram(const uint8_t *d, size_t n)
 	      SCRAM_MALFORMED);
 }
 
+/*
+ * An auth_hba_file: it loads, or fails naming its line; loaded rules match
+ * logins without reading past themselves. No "@" (an @file could name
+ * /dev/zero: an operator's own foot, not the parser's).
+ */
+static void fuzz_hba(const uint8_t *d, size_t n)
+{
+	if (memchr(d, '@', n))
+		return;
+	int fd = memfd_create("hba", 0);
+	CHECK(fd >= 0);
+	CHECK(write(fd, d, n) == (ssize_t)n);
+	char path[64], err[512] = "";
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	struct hba *h = hba_load(path, err, sizeof(err));
+	close(fd);
+	if (!h) {
+		CHECK(strncmp(err, path, strlen(path)) == 0);
+		return;
+	}
+	struct sockaddr_un un = {.sun_family = AF_UNIX};
+	struct sockaddr_in in = {.sin_family = AF_INET};
+	struct sockaddr_in6 in6 = {.sin6_family = AF_INET6};
+	in.sin_addr.s_addr = htonl(0x7f000001);
+	CHECK(inet_pton(AF_INET6, "::ffff:10.0.0.1", &in6.sin6_addr) == 1);
+	const struct sockaddr *addrs[] = {(const struct sockaddr *)&un, (const struct sockaddr *)&in,
+					  (const struct sockaddr *)&in6};
+	for (size_t a = 0; a < 3; a++) {
+		for (int tls = 0; tls < 2; tls++) {
+			const struct hba_rule *r = hba_match(h, addrs[a], tls, "app", "app");
+			CHECK(!r || (r >= h->rules && r < h->rules + h->n && r->method <= HBA_PEER));
+		}
+	}
+	hba_free(h);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -168,7 +211,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	const uint8_t *d = data + 1;
 	size_t n = size - 1;
-	switch (data[0] % 6) {
+	switch (data[0] % 7) {
 	case 0:
 		fuzz_messages(d, n);
 		break;
@@ -183,6 +226,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		break;
 	case 4:
 		fuzz_verifier(d, n);
+		break;
+	case 6:
+		fuzz_hba(d, n);
 		break;
 	default:
 		fuzz_scram(d, n);
