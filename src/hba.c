@@ -427,6 +427,10 @@ struct hba *hba_load(const char *path, char *err, size_t errlen)
 		fields_free(fl, (size_t)(n > 0 ? n : 0));
 		ps.line = last;
 	}
+	if (ok && ferror(f))
+		ok = fail(&ps, "cannot read: %s", strerror(errno));
+	else if (ok && h->n == 0)
+		ok = fail(&ps, "contains no entries (every login would be refused)");
 	fclose(f);
 	if (!ok) {
 		hba_free(h);

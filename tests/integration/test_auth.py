@@ -275,3 +275,16 @@ def test_bad_auth_hba_file_is_a_configuration_error(berth, tmp_path, line, says)
     assert b.proc.wait(10) == 2
     err = b.stderr()
     assert "%s:3:" % hba in err and says in err, err
+
+
+def test_auth_hba_file_without_entries_or_unreadable_is_an_error(berth, tmp_path):
+    """An HBA file with no rules would refuse every login, and a directory reads as
+    nothing: both stop berth, as PostgreSQL refuses a pg_hba.conf without entries."""
+    empty = tmp_path / "empty.conf"
+    empty.write_text("# only a comment\n\n")
+    for path, says in ((empty, "contains no entries"), (tmp_path, "cannot read")):
+        b = berth.file(settings={"auth_type": "hba", "auth_hba_file": str(path)}, start=False)
+        with pytest.raises(RuntimeError):
+            b.start(timeout=5)
+        assert b.proc.wait(10) == 2
+        assert says in b.stderr() and "auth_hba_file" in b.stderr(), b.stderr()
