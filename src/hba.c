@@ -167,9 +167,11 @@ static bool names_from_file(struct parser *ps, struct hba_names *nm, const char 
 		return fail(ps, "cannot read \"%s\": %s", path, strerror(errno));
 	char buf[HBA_MAX_LINE];
 	bool ok = true;
+	struct parser sub = {path, 0, ps->err, ps->errlen}; /* its errors name its own lines */
 	while (ok && fgets(buf, sizeof(buf), f)) {
+		sub.line++;
 		struct field fl[HBA_MAX_FIELDS];
-		int n = split_line(ps, buf, fl, HBA_MAX_FIELDS);
+		int n = split_line(&sub, buf, fl, HBA_MAX_FIELDS);
 		if (n < 0) {
 			ok = false;
 			break;
@@ -177,10 +179,15 @@ static bool names_from_file(struct parser *ps, struct hba_names *nm, const char 
 		for (int i = 0; ok && i < n; i++)
 			for (size_t j = 0; ok && j < fl[i].n; j++)
 				if (fl[i].w[j].text[0] && !names_add(nm, fl[i].w[j].text))
-					ok = fail(ps, "out of memory");
+					ok = fail(&sub, "out of memory");
 		fields_free(fl, (size_t)n);
 	}
 	fclose(f);
+	if (!ok) {
+		size_t used = strlen(ps->err);
+		snprintf(ps->err + used, ps->errlen - used, " (included at %s:%d)", ps->path,
+			 ps->line);
+	}
 	return ok;
 }
 

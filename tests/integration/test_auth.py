@@ -279,10 +279,17 @@ def test_bad_auth_hba_file_is_a_configuration_error(berth, tmp_path, line, says)
 
 def test_auth_hba_file_without_entries_or_unreadable_is_an_error(berth, tmp_path):
     """An HBA file with no rules would refuse every login, and a directory reads as
-    nothing: both stop berth, as PostgreSQL refuses a pg_hba.conf without entries."""
+    nothing: both stop berth, as PostgreSQL refuses a pg_hba.conf without entries. An
+    error in an @file names that file's line and the line that included it."""
     empty = tmp_path / "empty.conf"
     empty.write_text("# only a comment\n\n")
-    for path, says in ((empty, "contains no entries"), (tmp_path, "cannot read")):
+    names = tmp_path / "names.txt"
+    names.write_text('alice\n"bob\n')
+    included = tmp_path / "included.conf"
+    included.write_text("host all @names.txt 127.0.0.1/32 md5\n")
+    for path, says in ((empty, "contains no entries"), (tmp_path, "cannot read"),
+                       (included, "%s:2: unterminated quoted string (included at %s:1)"
+                        % (names, included))):
         b = berth.file(settings={"auth_type": "hba", "auth_hba_file": str(path)}, start=False)
         with pytest.raises(RuntimeError):
             b.start(timeout=5)
