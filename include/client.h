@@ -53,10 +53,12 @@ struct client_login {
 	enum auth_step auth_step;
 	uint8_t md5_salt[4];
 	bool auth_mock;          /* unknown user: finish the exchange, then refuse */
-	bool scram_plus_offered; /* TLS: SCRAM-SHA-256-PLUS was listed */
+	bool scram_plus_offered; /* TLS: SCRAM-SHA-256-PLUS was listed, with cb_hash below */
 	bool scram_plus;         /* ... and the client chose it */
 	bool direct_tls;         /* TLS began without an SSLRequest (sslnegotiation=direct) */
 	struct scram_state scram; /* during SCRAM */
+	uint8_t cb_hash[SCRAM_MAX_CB_DATA]; /* berth's certificate hash, for channel binding */
+	size_t cb_hash_len;
 };
 
 struct client {

@@ -769,10 +769,10 @@ static void client_start_auth(struct client *c)
 	/* Over TLS -PLUS comes first, as PostgreSQL lists it: clients bind when they can. */
 	static const char both[] = SCRAM_PLUS_MECHANISM "\0" SCRAM_MECHANISM "\0";
 	static const char plain[] = SCRAM_MECHANISM "\0";
-	uint8_t hash[SCRAM_MAX_CB_DATA];
-	size_t hlen;
-	c->login->scram_plus_offered =
-		c->sb.ssl && tls_server_end_point(c->sb.ssl, hash, sizeof(hash), &hlen);
+	struct client_login *l = c->login;
+	l->scram_plus_offered =
+		c->sb.ssl && tls_server_end_point(c->sb.ssl, l->cb_hash, sizeof(l->cb_hash),
+						  &l->cb_hash_len);
 	if (c->login->scram_plus_offered)
 		client_auth_request(c, AUTHREQ_SASL, both, sizeof(both));
 	else
@@ -796,12 +796,9 @@ static void client_sasl_step(struct client *c, const uint8_t *msg, size_t len, b
 	enum scram_result res;
 	if (initial) {
 		uint8_t nonce[SCRAM_NONCE_RAW];
-		uint8_t hash[SCRAM_MAX_CB_DATA];
-		struct scram_binding cb = {c->login->scram_plus_offered, c->login->scram_plus, hash, 0};
-		if (cb.plus && !tls_server_end_point(c->sb.ssl, hash, sizeof(hash), &cb.len)) {
-			client_close(c, "no certificate hash for channel binding");
-			return;
-		}
+		const struct client_login *l = c->login;
+		struct scram_binding cb = {l->scram_plus_offered, l->scram_plus, l->cb_hash,
+					   l->cb_hash_len};
 		if (!auth_random(nonce, sizeof(nonce))) {
 			client_close(c, "out of memory");
 			return;
