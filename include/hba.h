@@ -60,6 +60,4 @@ void hba_free(struct hba *h);
 const struct hba_rule *hba_match(const struct hba *h, const struct sockaddr *addr, bool tls,
 				 const char *db, const char *user);
 
-const char *hba_method_name(int method);
-
 #endif

@@ -122,16 +122,16 @@ bool worker_init(struct worker *w, struct runtime *rt);
 /* Close every connection and free what the worker owns. */
 void worker_shutdown(struct worker *w);
 /*
- * Re-read the configuration file and environment (SIGHUP, admin RELOAD). All or
- * nothing: on a bad file nothing changes, false is returned and err says why
- * (file:line: key: problem; never a secret).
- */
-/*
  * Raise the soft open-file limit to the hard one (clients and servers are
  * file descriptors), and warn when even that leaves max_client_conn short.
  * At start, on reload and on a console SET of a limit.
  */
 void runtime_fit_fd_limit(const struct config *cfg);
+/*
+ * Re-read the configuration file and environment (SIGHUP, admin RELOAD). All or
+ * nothing: on a bad file nothing changes, false is returned and err says why
+ * (file:line: key: problem; never a secret).
+ */
 bool runtime_reload(struct runtime *rt, char *err, size_t errlen) BERTH_MUSTCHECK;
 /*
  * Begin (or escalate; never weaken) a shutdown: stop accepting, then leave

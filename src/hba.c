@@ -514,10 +514,3 @@ const struct hba_rule *hba_match(const struct hba *h, const struct sockaddr *add
 	}
 	return NULL;
 }
-
-const char *hba_method_name(int method)
-{
-	static const char *const names[] = {"trust",	     "reject", "md5",	"password",
-					    "scram-sha-256", "cert",   "peer"};
-	return method >= 0 && method <= HBA_PEER ? names[method] : "?";
-}
